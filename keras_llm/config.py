@@ -1,0 +1,188 @@
+"""Typed, frozen experiment configuration, with one help string per field.
+
+Every field's help text lives in its `metadata`, so `experiments/*.py` can turn each field into
+an absl flag of the same name without repeating it. Presets (`keras_llm.presets`) are short
+overrides of these defaults; the resolved config is saved as `MODEL_DIR/config.json`.
+"""
+
+import dataclasses
+import json
+import math
+
+from keras_llm.training.strategy import STRATEGIES
+
+
+def _field(default, help):  # noqa: A002 - `help` reads best at the call sites below.
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the text comes from and how it becomes token ids."""
+
+    corpus: str = _field(
+        "tiny_shakespeare",
+        "A corpus name (tiny_shakespeare, chinese_poetry, python_docs) or a path to a UTF-8 text "
+        "file or folder of .txt files.",
+    )
+    data_dir: str = _field(None, "Folder searched first for the named corpus's files.")
+    validation_file: str = _field(
+        None, "Text file used for validation; default: the last 10% of the corpus (nanoGPT's split)."
+    )
+    tokenizer: str = _field("character", "character or wordpiece.")
+    vocabulary_size: int = _field(
+        8000, "WordPiece only: target vocabulary size learned from the training split."
+    )
+    lower_case: bool = _field(False, "WordPiece only: case-fold and strip accents before tokenizing.")
+    encoding: str = _field("utf-8", "Encoding of the text files, e.g. utf-8, cp1252.")
+    errors: str = _field(
+        "strict", "How undecodable bytes are handled: strict (fail naming the byte offset) or replace."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyperparameters; `architecture` picks the builder."""
+
+    architecture: str = _field("gpt", "gpt (decoder-only Transformer) or lstm.")
+    num_layers: int = _field(4, "Transformer blocks or stacked LSTM layers.")
+    num_heads: int = _field(4, "Attention heads (gpt); hidden_dim must be divisible by it.")
+    hidden_dim: int = _field(128, "Width of the residual stream / LSTM state.")
+    intermediate_dim: int = _field(None, "MLP width (gpt); default 4 * hidden_dim (GPT-2).")
+    sequence_length: int = _field(64, "Context length in tokens.")
+    dropout: float = _field(0.0, "Dropout rate (0 for small data, as nanoGPT's shakespeare_char).")
+    tie_embeddings: bool = _field(
+        True, "gpt: share the token embedding with the output projection (Press & Wolf 2017)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimization, distribution, evaluation and logging."""
+
+    strategy: str = _field("auto", "auto, one_device, mirrored or multi_worker (reads TF_CONFIG).")
+    num_cpu_devices: int = _field(
+        1, "Split the host CPU into this many logical devices (data parallelism without GPUs)."
+    )
+    batch_size: int = _field(12, "Global batch size in sequences per optimizer step.")
+    gradient_accumulation_steps: int = _field(
+        1, "Micro-batches per optimizer step; each is batch_size / this / replicas sequences."
+    )
+    train_steps: int = _field(2000, "Optimizer steps in total.")
+    learning_rate: float = _field(1e-3, "Peak learning rate, reached after warmup_steps.")
+    min_learning_rate: float = _field(1e-4, "Learning rate at the end of the cosine decay.")
+    warmup_steps: int = _field(100, "Steps of linear warmup from 0 to learning_rate.")
+    beta_1: float = _field(0.9, "AdamW beta_1.")
+    beta_2: float = _field(0.99, "AdamW beta_2 (0.99 for small-batch char models, nanoGPT).")
+    weight_decay: float = _field(
+        0.1, "Decoupled weight decay (Loshchilov & Hutter 2019), not on norms, biases, embeddings."
+    )
+    gradient_clip_norm: float = _field(1.0, "Clip gradients to this global norm; 0 disables.")
+    seed: int = _field(1337, "Seed for initialization, data order and dropout.")
+    eval_interval: int = _field(250, "Validate (and sample, and checkpoint) every this many steps.")
+    eval_batches: int = _field(0, "Validation batches per evaluation; 0 = the whole split.")
+    log_interval: int = _field(50, "Print a progress line every this many steps.")
+    checkpoint_interval: int = _field(250, "Save a checkpoint every this many steps.")
+    max_checkpoints: int = _field(3, "Checkpoints kept in MODEL_DIR/checkpoints.")
+    sample_length: int = _field(200, "Tokens generated from each fixed prompt at evaluation.")
+    cluster_timeout_seconds: int = _field(
+        120, "multi_worker: fail if the other workers are not reachable within this many seconds."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelConfig:
+    """Everything one language-model run needs."""
+
+    preset: str = _field("shakespeare_char", "The named preset these values started from.")
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+
+def to_json(config):
+    """Serializes a (nested) config dataclass as indented, key-sorted JSON."""
+    return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
+
+
+def from_dict(cls, values, where="config"):
+    """Builds the dataclass `cls` from nested dicts, as `to_json` wrote them.
+
+    Raises:
+        ValueError: a key that is not a field of `cls`; `where` names the section at fault.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}.")
+    kwargs = {}
+    for name, value in values.items():
+        factory = fields[name].default_factory
+        if factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory):
+            value = from_dict(factory, value, where=f"{where}.{name}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def replace_fields(config, overrides, where):
+    """Returns `config` with `overrides` (a dict of field name -> value) applied.
+
+    Raises:
+        ValueError: a key of `overrides` is not a field of `config`; `where` names the section.
+    """
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(names)}.")
+    return dataclasses.replace(config, **overrides)
+
+
+def validate(config):
+    """Checks a `LanguageModelConfig` before anything is built or written.
+
+    Raises:
+        ValueError: naming the flag (field) at fault, what was expected and what was received.
+    """
+    data, model, train = config.data, config.model, config.train
+    errors = []
+
+    def check(condition, flag, expected, value):
+        if not condition:
+            errors.append(f"--{flag} must be {expected}; got {value!r}.")
+
+    check(data.tokenizer in ("character", "wordpiece"), "tokenizer", "character or wordpiece",
+          data.tokenizer)
+    check(data.errors in ("strict", "replace"), "errors", "strict or replace", data.errors)
+    check(data.vocabulary_size >= 16, "vocabulary_size", ">= 16", data.vocabulary_size)
+    check(model.architecture in ("gpt", "lstm"), "architecture", "gpt or lstm", model.architecture)
+    for name in ("num_layers", "num_heads", "hidden_dim", "sequence_length"):
+        check(getattr(model, name) >= 1, name, ">= 1", getattr(model, name))
+    if model.architecture == "gpt" and model.num_heads >= 1:
+        check(model.hidden_dim % model.num_heads == 0, "hidden_dim",
+              f"divisible by --num_heads={model.num_heads}", model.hidden_dim)
+    check(model.intermediate_dim is None or model.intermediate_dim >= 1, "intermediate_dim",
+          ">= 1", model.intermediate_dim)
+    check(0.0 <= model.dropout < 1.0, "dropout", "in [0, 1)", model.dropout)
+    check(train.strategy in STRATEGIES, "strategy", " or ".join(STRATEGIES), train.strategy)
+    for name in ("num_cpu_devices", "batch_size", "gradient_accumulation_steps", "train_steps",
+                 "eval_interval", "log_interval", "checkpoint_interval", "max_checkpoints"):
+        check(getattr(train, name) >= 1, name, ">= 1", getattr(train, name))
+    check(train.batch_size % max(train.gradient_accumulation_steps, 1) == 0, "batch_size",
+          f"divisible by --gradient_accumulation_steps={train.gradient_accumulation_steps}",
+          train.batch_size)
+    check(train.learning_rate > 0 and math.isfinite(train.learning_rate), "learning_rate",
+          "a positive number", train.learning_rate)
+    check(0 <= train.min_learning_rate <= train.learning_rate, "min_learning_rate",
+          f"in [0, --learning_rate={train.learning_rate}]", train.min_learning_rate)
+    check(0 <= train.warmup_steps < train.train_steps, "warmup_steps",
+          f"in [0, --train_steps={train.train_steps})", train.warmup_steps)
+    check(0 <= train.beta_1 < 1, "beta_1", "in [0, 1)", train.beta_1)
+    check(0 <= train.beta_2 < 1, "beta_2", "in [0, 1)", train.beta_2)
+    check(train.weight_decay >= 0, "weight_decay", ">= 0", train.weight_decay)
+    check(train.gradient_clip_norm >= 0, "gradient_clip_norm", ">= 0", train.gradient_clip_norm)
+    check(train.eval_batches >= 0, "eval_batches", ">= 0", train.eval_batches)
+    check(train.sample_length >= 0, "sample_length", ">= 0", train.sample_length)
+    if errors:
+        raise ValueError("Invalid configuration:\n  " + "\n  ".join(errors))
+    return config

@@ -1,0 +1,145 @@
+"""The distributed train and evaluation steps: one code path for every `tf.distribute` strategy.
+
+Why not `Model.fit`: with Keras 3.15.1 it fails under `MultiWorkerMirroredStrategy` before the
+first step (`ValueError: Attempt to convert a value (PerReplica:{...})` from
+`_maybe_symbolic_build`), exact resume needs the data position, and its callbacks are not
+chief-aware. The step follows the TF custom-training-loop guide:
+
+1. Each replica sums the loss over its real targets; the sum is divided by the GLOBAL number of
+   real targets (all-reduced), so the loss is the mean over the global batch however it is split
+   across replicas and micro-batches.
+2. Gradients are clipped by the global norm of the all-reduced gradient, so the clip sees the
+   same gradient on 1 or N replicas (Keras's own `global_clipnorm` clips each replica's share
+   before its all-reduce, which would depend on the number of replicas).
+3. Keras's optimizer all-reduces the shares and updates each mirrored variable once; its
+   decoupled weight decay is applied once per variable, not once per replica.
+"""
+
+import tensorflow as tf
+
+
+class Trainer:
+    """Owns the compiled train and evaluation steps of one model under one strategy.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`; `model` and `optimizer` were created in its scope.
+        model: a `keras.Model` mapping features to logits.
+        optimizer: a Keras 3 optimizer (no clipnorm: clipping happens here).
+        loss_fn: `(targets, logits, mask) -> (loss_sum, count)`, see `keras_llm.training.losses`.
+        gradient_clip_norm: clip the global gradient to this norm; 0 disables.
+        gradient_accumulation_steps: split each replica's batch into this many micro-batches and
+            sum their gradients before one update (same result, less activation memory).
+        metrics_fn: optional `(targets, logits, mask) -> dict of tensors` summed over the
+            evaluation set (e.g. a confusion matrix); all-reduced over replicas.
+    """
+
+    def __init__(self, strategy, model, optimizer, loss_fn, gradient_clip_norm=0.0,
+                 gradient_accumulation_steps=1, metrics_fn=None):
+        self.strategy = strategy
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.gradient_clip_norm = float(gradient_clip_norm)
+        self.gradient_accumulation_steps = int(gradient_accumulation_steps)
+        self.metrics_fn = metrics_fn
+        self.train_step = tf.function(self._train_step)
+        self.evaluation_step = tf.function(self._evaluation_step)
+
+    # ----------------------------------------------------------------------------- training
+
+    def _loss_and_gradients(self, features, targets, mask, global_count):
+        with tf.GradientTape() as tape:
+            logits = self.model(features, training=True)
+            loss_sum, _ = self.loss_fn(targets, logits, mask)
+            loss = loss_sum / global_count
+            if self.model.losses:
+                # Regularization terms are added on every replica and micro-batch, then summed
+                # by the all-reduce: scale them so they count once (tf.nn.scale_regularization_loss).
+                copies = self.strategy.num_replicas_in_sync * self.gradient_accumulation_steps
+                loss += tf.add_n(self.model.losses) / copies
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        # Embedding gradients come as IndexedSlices with repeated rows; the global norm of their
+        # values is not the norm of the gradient, so densify (cheap at these vocabulary sizes).
+        return loss_sum, [tf.convert_to_tensor(g) for g in gradients]
+
+    def _replica_step(self, features, targets, mask):
+        context = tf.distribute.get_replica_context()
+        variables = self.model.trainable_variables
+        # The mean is over the global batch: count its real targets before the forward pass.
+        count = tf.reduce_sum(tf.cast(mask, tf.float32))
+        global_count = tf.maximum(context.all_reduce(tf.distribute.ReduceOp.SUM, count), 1.0)
+        micro_batches = self.gradient_accumulation_steps
+        if micro_batches == 1:
+            loss_sum, gradients = self._loss_and_gradients(features, targets, mask, global_count)
+        else:
+            def split(x):  # (batch, ...) -> (micro_batches, batch / micro_batches, ...)
+                return tf.reshape(x, tf.concat([[micro_batches, -1], tf.shape(x)[1:]], axis=0))
+
+            features, targets, mask = tf.nest.map_structure(split, (features, targets, mask))
+            loss_sum = tf.constant(0.0)
+            gradients = [tf.zeros_like(v) for v in variables]
+            for i in tf.range(micro_batches):
+                micro_features = tf.nest.map_structure(lambda x: x[i], features)
+                micro_loss, micro_gradients = self._loss_and_gradients(
+                    micro_features, targets[i], mask[i], global_count
+                )
+                loss_sum += micro_loss
+                gradients = [g + m for g, m in zip(gradients, micro_gradients)]
+
+        # The clip must see the global gradient, but Keras's optimizer all-reduces the gradients
+        # it is given (and must run in replica context). So reduce once here for the global norm,
+        # scale this replica's share by the clip factor, and let the optimizer sum the shares:
+        # sum_r(factor * g_r) = factor * g, the clipped global gradient.
+        global_gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        gradient_norm = tf.linalg.global_norm(global_gradients)
+        if self.gradient_clip_norm > 0:
+            # tf.clip_by_global_norm's factor: clip_norm / max(norm, clip_norm).
+            factor = self.gradient_clip_norm / tf.maximum(gradient_norm, self.gradient_clip_norm)
+            gradients = [g * factor for g in gradients]
+        learning_rate = self.optimizer.learning_rate  # The rate this update uses.
+        self.optimizer.apply(gradients, variables)
+        loss = context.all_reduce(tf.distribute.ReduceOp.SUM, loss_sum) / global_count
+        return {"loss": loss, "gradient_norm": gradient_norm,
+                "learning_rate": tf.convert_to_tensor(learning_rate, tf.float32)}
+
+    def _train_step(self, iterator):
+        features, targets, mask = next(iterator)
+        outputs = self.strategy.run(self._replica_step, args=(features, targets, mask))
+        # Every replica holds the same all-reduced values; take the first.
+        return tf.nest.map_structure(
+            lambda value: self.strategy.experimental_local_results(value)[0], outputs
+        )
+
+    # --------------------------------------------------------------------------- evaluation
+
+    def _replica_evaluation(self, features, targets, mask):
+        logits = self.model(features, training=False)
+        loss_sum, count = self.loss_fn(targets, logits, mask)
+        sums = {"loss_sum": loss_sum, "count": count}
+        if self.metrics_fn is not None:
+            sums.update(self.metrics_fn(targets, logits, mask))
+        return sums
+
+    def _evaluation_step(self, batch):
+        sums = self.strategy.run(self._replica_evaluation, args=batch)
+        return tf.nest.map_structure(
+            lambda value: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None), sums
+        )
+
+    def evaluate(self, distributed_dataset):
+        """Sums the loss and metrics over a whole distributed dataset.
+
+        Returns:
+            dict of numpy values: "loss" (mean per real target, nats), "count" (real targets
+            seen; every example is counted exactly once, also for a last partial batch), and the
+            summed outputs of `metrics_fn`.
+        """
+        totals = None
+        for batch in distributed_dataset:
+            sums = self.evaluation_step(batch)
+            totals = sums if totals is None else tf.nest.map_structure(tf.add, totals, sums)
+        if totals is None:
+            raise ValueError("The evaluation dataset is empty.")
+        totals = tf.nest.map_structure(lambda t: t.numpy(), totals)
+        totals["loss"] = float(totals["loss_sum"] / max(totals["count"], 1.0))
+        return totals
