@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+
+from keras_llm.models.lstm_language_model import LSTMLanguageModel
+
+VOCABULARY_SIZE = 17
+
+
+def _token_ids(batch_size=2, seq_len=9, seed=0):
+    return np.random.default_rng(seed).integers(0, VOCABULARY_SIZE, size=(batch_size, seq_len)).astype("int32")
+
+
+def _model(**kwargs):
+    return LSTMLanguageModel(vocabulary_size=VOCABULARY_SIZE, hidden_dim=8, num_layers=2, **kwargs)
+
+
+def test_logits_shape_and_dtype():
+    logits = _model(embedding_dim=5)(_token_ids(seq_len=4))
+    assert logits.shape == (2, 4, VOCABULARY_SIZE)
+    assert logits.dtype == "float32"
+
+
+def test_is_causal():
+    model = _model()
+    token_ids = _token_ids()
+    logits = model(token_ids).numpy()
+    for k in (1, 3, 8):
+        changed = token_ids.copy()
+        changed[:, k:] = (changed[:, k:] + 1) % VOCABULARY_SIZE
+        changed_logits = model(changed).numpy()
+        np.testing.assert_allclose(changed_logits[:, :k], logits[:, :k], atol=1e-6)
+        assert not np.allclose(changed_logits[:, k:], logits[:, k:], atol=1e-6)
+
+
+def test_parameter_count():
+    model = _model(embedding_dim=5)
+    model(_token_ids())
+    v, e, h = VOCABULARY_SIZE, 5, 8
+    lstm = lambda inputs: 4 * (inputs * h + h * h + h)  # four gates: kernel, recurrent kernel, bias
+    assert model.count_params() == v * e + lstm(e) + lstm(h) + (h * v + v)
+
+
+def test_dropout_only_in_training():
+    model = _model(dropout=0.5)
+    token_ids = _token_ids()
+    np.testing.assert_allclose(model(token_ids).numpy(), model(token_ids, training=False).numpy())
+    assert not np.allclose(model(token_ids, training=True).numpy(), model(token_ids).numpy())
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="num_layers"):
+        LSTMLanguageModel(vocabulary_size=5, hidden_dim=4, num_layers=0)
+    with pytest.raises(ValueError, match="dropout"):
+        LSTMLanguageModel(vocabulary_size=5, hidden_dim=4, num_layers=1, dropout=1.5)
+
+
+def test_config_round_trip():
+    model = _model(dropout=0.1, embedding_dim=6)
+    token_ids = _token_ids()
+    logits = model(token_ids).numpy()
+    config = model.get_config()
+    json.dumps(config)
+    restored = LSTMLanguageModel.from_config(config)
+    assert restored.get_config() == config
+    restored(token_ids)
+    restored.set_weights(model.get_weights())
+    np.testing.assert_allclose(restored(token_ids).numpy(), logits, atol=1e-6)
