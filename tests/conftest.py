@@ -22,3 +22,28 @@ def shared_data_path(*parts):
 @pytest.fixture
 def tiny_shakespeare_dir():
     return shared_data_path("tinyshakespeare")
+
+
+def pytest_configure(config):
+    # Four logical CPU devices for the whole test session, set before any TensorFlow op runs, so
+    # tests can compare MirroredStrategy over 1, 2 and 4 replicas in one process.
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 4)
+
+
+def tiny_language_model_config(data_dir, **train_overrides):
+    """A small, fast GPT config over the shared Tiny Shakespeare (one replica)."""
+    from keras_llm import config as config_lib
+
+    train = dict(strategy="one_device", batch_size=8, train_steps=30, warmup_steps=5,
+                 learning_rate=3e-3, min_learning_rate=3e-4, eval_interval=15, eval_batches=4,
+                 log_interval=10, checkpoint_interval=15, sample_length=8)
+    train.update(train_overrides)
+    return config_lib.LanguageModelConfig(
+        preset="test",
+        data=config_lib.DataConfig(corpus="tiny_shakespeare", data_dir=str(data_dir)),
+        model=config_lib.ModelConfig(num_layers=2, num_heads=2, hidden_dim=32, sequence_length=32),
+        train=config_lib.TrainConfig(**train),
+    )

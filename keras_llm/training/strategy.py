@@ -24,7 +24,7 @@ def split_cpu(num_cpu_devices):
     (before any op runs); calling it later raises.
 
     Args:
-        num_cpu_devices: int >= 1. 1 leaves the CPU as it is.
+        num_cpu_devices: int >= 1. 1 leaves the CPU as it is (already split or not).
 
     Raises:
         ValueError: `num_cpu_devices` < 1.
@@ -32,10 +32,10 @@ def split_cpu(num_cpu_devices):
     """
     if num_cpu_devices < 1:
         raise ValueError(f"--num_cpu_devices must be >= 1, got {num_cpu_devices}.")
+    if num_cpu_devices == 1:
+        return
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
-    if num_cpu_devices == 1 and not current:
-        return
     if current and len(current) == num_cpu_devices:
         return
     try:

@@ -1,0 +1,50 @@
+r"""Prints text generated from the latest checkpoint of a language-model run.
+
+    python -m experiments.sample --model_dir=runs/shakespeare_char --prompt="ROMEO:" \
+        --max_new_tokens=500 --temperature=0.8 --top_k=40 --seed=0
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("model_dir", None, "A language-model run directory (holds config.json, "
+                    "tokenizer/ and checkpoints/).", required=True)
+flags.DEFINE_string("prompt", "\n", "Text to continue.")
+flags.DEFINE_integer("max_new_tokens", 500, "Tokens to generate.", lower_bound=0)
+flags.DEFINE_float("temperature", 1.0, "Softmax temperature; 0 = greedy.", lower_bound=0.0)
+flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens only.", lower_bound=1)
+flags.DEFINE_float("top_p", None, "Nucleus sampling: smallest set of tokens with this total "
+                   "probability (Holtzman et al. 2020).", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("num_samples", 1, "Independent samples to print.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Sampling seed; the same seed gives the same text.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    from keras_llm.training.language_model import load_trained_language_model, sample_text
+
+    try:
+        model, tokenizer, config, step = load_trained_language_model(FLAGS.model_dir)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"# {FLAGS.model_dir}, step {step}", file=sys.stderr)
+    for index in range(FLAGS.num_samples):
+        text = sample_text(model, tokenizer, FLAGS.prompt, FLAGS.max_new_tokens,
+                           config.model.sequence_length, temperature=FLAGS.temperature,
+                           top_k=FLAGS.top_k, top_p=FLAGS.top_p, seed=FLAGS.seed + index)
+        print(text)
+        if index + 1 < FLAGS.num_samples:
+            print("-" * 40)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,51 @@
+r"""Trains a language model: `python -m experiments.train_lm [--preset=shakespeare_char] ...`.
+
+With no flags it trains nanoGPT's shakespeare_char configuration on Tiny Shakespeare. Every
+config field is a flag of the same name (`--batch_size`, `--train_steps`, `--learning_rate`,
+`--num_layers`, `--hidden_dim`, `--sequence_length`, `--seed`, ...); `--flagfile` reads them from
+a file. Example:
+
+    python -m experiments.train_lm --preset=shakespeare_char \
+        --data_dir=../shared/data/tinyshakespeare --model_dir=runs/shakespeare_char
+"""
+
+import os
+import sys
+
+# TensorFlow's C++ INFO and WARNING lines drown the progress lines; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging
+
+from experiments.config_flags import apply_config_flags, define_config_flags
+from keras_llm import config as config_lib, presets
+
+flags.DEFINE_string("preset", "shakespeare_char",
+                    f"Named preset: {', '.join(sorted(presets.LANGUAGE_MODEL_PRESETS))}.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and results go; default "
+                    "runs/<preset>. An existing run there of the same model is resumed.")
+SECTIONS = define_config_flags(config_lib.LanguageModelConfig)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # Progress lines are printed; absl INFO is noise.
+    from keras_llm.training.language_model import train_language_model  # Imports TensorFlow.
+
+    try:
+        config = apply_config_flags(presets.language_model_config(FLAGS.preset), SECTIONS)
+        results = train_language_model(config, FLAGS.model_dir or f"runs/{FLAGS.preset}")
+    except (ValueError, FloatingPointError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    validation = results["validation"]
+    print(f"done: {results['steps']} steps, validation loss {validation['loss']:.4f} nats/token "
+          f"(perplexity {validation['perplexity']:.2f}), {results['tokens_per_second']:,.0f} "
+          f"tokens/s, {results['wall_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,62 @@
+"""Named presets: short overrides of the `keras_llm.config` defaults.
+
+Each preset is a dict of section -> {field: value}; flags the user sets override it again.
+"""
+
+from keras_llm import config as config_lib
+
+LANGUAGE_MODEL_PRESETS = {
+    # nanoGPT's CPU run of config/train_shakespeare_char.py (its README): 4 layers, 4 heads,
+    # width 128, context 64, batch 12, 2,000 iterations, lr 1e-3 with 100 warmup steps and cosine
+    # decay to 1e-4, dropout 0, AdamW betas (0.9, 0.99), weight decay 0.1, clip 1.0. nanoGPT
+    # reports validation loss ~1.88 nats/char for it.
+    "shakespeare_char": {
+        "data": {"corpus": "tiny_shakespeare", "tokenizer": "character"},
+        "model": {"architecture": "gpt", "num_layers": 4, "num_heads": 4, "hidden_dim": 128,
+                  "sequence_length": 64, "dropout": 0.0},
+        "train": {"batch_size": 12, "train_steps": 2000, "learning_rate": 1e-3,
+                  "min_learning_rate": 1e-4, "warmup_steps": 100, "beta_1": 0.9,
+                  "beta_2": 0.99, "weight_decay": 0.1, "gradient_clip_norm": 1.0,
+                  "eval_interval": 250},
+    },
+    # The LSTM baseline on the same data, loss and schedule: 2 layers of 256 units (char-rnn's
+    # smallest suggested size; Karpathy 2015), ~0.9 M parameters like the GPT preset's ~0.8 M.
+    "shakespeare_char_lstm": {
+        "data": {"corpus": "tiny_shakespeare", "tokenizer": "character"},
+        "model": {"architecture": "lstm", "num_layers": 2, "hidden_dim": 256,
+                  "sequence_length": 64, "dropout": 0.0},
+        "train": {"batch_size": 12, "train_steps": 2000, "learning_rate": 2e-3,
+                  "min_learning_rate": 2e-4, "warmup_steps": 100, "beta_2": 0.99,
+                  "weight_decay": 0.1, "gradient_clip_norm": 1.0, "eval_interval": 250},
+    },
+    # Classical Chinese poetry, one character per token (needs --data_dir).
+    "chinese_poetry_char": {
+        "data": {"corpus": "chinese_poetry", "tokenizer": "character"},
+        "model": {"architecture": "gpt", "num_layers": 4, "num_heads": 4, "hidden_dim": 128,
+                  "sequence_length": 64},
+        "train": {"batch_size": 32, "train_steps": 2000},
+    },
+    # Runs anywhere, offline: CPython's bundled documentation, WordPiece tokens.
+    "python_docs_wordpiece": {
+        "data": {"corpus": "python_docs", "tokenizer": "wordpiece", "vocabulary_size": 4000},
+        "model": {"architecture": "gpt", "num_layers": 4, "num_heads": 4, "hidden_dim": 128,
+                  "sequence_length": 64},
+        "train": {"batch_size": 16, "train_steps": 1000},
+    },
+}
+
+
+def language_model_config(preset):
+    """Returns the `LanguageModelConfig` of a named preset.
+
+    Raises:
+        ValueError: unknown preset; the message lists the known ones.
+    """
+    if preset not in LANGUAGE_MODEL_PRESETS:
+        raise ValueError(
+            f"--preset={preset!r} is not a language-model preset; known: "
+            f"{', '.join(sorted(LANGUAGE_MODEL_PRESETS))}."
+        )
+    return config_lib.from_dict(
+        config_lib.LanguageModelConfig, {"preset": preset, **LANGUAGE_MODEL_PRESETS[preset]}
+    )

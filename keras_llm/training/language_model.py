@@ -1,0 +1,265 @@
+"""`train_language_model(config, model_dir)`: one language-model run, end to end.
+
+Order matters: the strategy is created first (multi-worker set-up and the logical-CPU split must
+precede any other TensorFlow work), then the corpus and tokenizer, then model and optimizer in
+the strategy's scope, then the loop. Everything that can be wrong with the input is checked
+before anything is written to the model directory.
+"""
+
+import json
+import math
+import os
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_llm import config as config_lib
+from keras_llm.data import corpora, language_model_dataset
+from keras_llm.data.tokenizers import CharacterTokenizer, WordPieceTokenizer, load_tokenizer
+from keras_llm.generation.sampling import generate
+from keras_llm.models.builders import build_language_model
+from keras_llm.training import loop, losses, optimizer as optimizer_lib
+from keras_llm.training.run_directory import RunDirectory
+from keras_llm.training.strategy import make_strategy
+from keras_llm.training.trainer import Trainer
+
+# Fixed prompts whose continuations are logged to TensorBoard at every evaluation.
+DEFAULT_SAMPLE_PROMPTS = ("\n", "ROMEO:", "春")
+
+
+# Compiled decoding loops per model (weak keys: they go with their model).
+_COMPILED_GENERATE = weakref.WeakKeyDictionary()
+
+
+class ModelDirectoryError(ValueError):
+    """The model directory holds a run this configuration cannot resume."""
+
+
+def check_model_directory(config, model_dir):
+    """Fails if `model_dir` holds checkpoints of a different architecture or tokenizer.
+
+    Resuming is automatic when the saved `config.json` has the same `model` and tokenizer
+    settings; anything else would load mismatched weights, so it stops before training and
+    before any file is overwritten.
+
+    Raises:
+        ModelDirectoryError: naming the fields (as flags) that differ and the directory.
+    """
+    saved_path = os.path.join(model_dir, "config.json")
+    has_checkpoint = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if not os.path.exists(saved_path):
+        if has_checkpoint:
+            raise ModelDirectoryError(
+                f"{model_dir} holds checkpoints but no config.json; use another --model_dir."
+            )
+        return
+    with open(saved_path, encoding="utf-8") as file:
+        saved = json.load(file)
+    current = json.loads(config_lib.to_json(config))
+    differences = [
+        f"--{name}: saved {saved.get(section, {}).get(name)!r}, requested {value!r}"
+        for section, names in (("model", None), ("data", ("tokenizer", "vocabulary_size",
+                                                           "lower_case")))
+        for name, value in current[section].items()
+        if (names is None or name in names) and saved.get(section, {}).get(name) != value
+    ]
+    if differences and has_checkpoint:
+        raise ModelDirectoryError(
+            f"--model_dir={model_dir} holds a checkpoint of another model; it differs in "
+            + "; ".join(differences)
+            + ". Use a new --model_dir, or the saved settings to resume."
+        )
+
+
+def make_tokenizer(data_config, train_text, model_dir):
+    """Loads the tokenizer saved in `model_dir` (resume) or learns one from the training text."""
+    saved = os.path.join(model_dir, "tokenizer")
+    if os.path.isdir(saved):
+        return load_tokenizer(saved)
+    if data_config.tokenizer == "character":
+        return CharacterTokenizer.from_texts([train_text])
+    return WordPieceTokenizer.from_texts(
+        train_text.splitlines(), vocabulary_size=data_config.vocabulary_size,
+        lower_case=data_config.lower_case,
+    )
+
+
+def _token_ids(tokenizer, text):
+    return tokenizer.tokenize(tf.constant(text)).numpy().astype(np.int32)
+
+
+def train_language_model(config, model_dir, log=print):
+    """Trains the language model `config` describes, resuming from `model_dir` if possible.
+
+    Args:
+        config: `keras_llm.config.LanguageModelConfig`; validated here.
+        model_dir: str; receives config.json, tokenizer/, checkpoints/, logs/ and results.json.
+        log: a print-like function for progress lines.
+
+    Returns:
+        The dict written to `MODEL_DIR/results.json` (losses in nats per token).
+
+    Raises:
+        ValueError: a bad configuration (`config_lib.validate`), corpus (`CorpusError`) or model
+            directory (`ModelDirectoryError`), before anything is written.
+        NonFiniteLossError: the loss became NaN or Inf.
+    """
+    config_lib.validate(config)
+    data, model_config, train = config.data, config.model, config.train
+    check_model_directory(config, model_dir)
+    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds)
+    replicas = strategy.num_replicas_in_sync
+    if train.batch_size % (replicas * train.gradient_accumulation_steps):
+        raise ValueError(
+            f"--batch_size={train.batch_size} must be divisible by the {replicas} replica(s) times "
+            f"--gradient_accumulation_steps={train.gradient_accumulation_steps}."
+        )
+    corpus = corpora.load_corpus(data.corpus, data.data_dir, data.validation_file,
+                                 data.encoding, data.errors)
+    tokenizer = make_tokenizer(data, corpus.train_text, model_dir)
+    train_ids = _token_ids(tokenizer, corpus.train_text)
+    validation_ids = _token_ids(tokenizer, corpus.validation_text)
+    # Fail on a too-short corpus now, before anything is written.
+    language_model_dataset.training_dataset(train_ids, model_config.sequence_length, 1, 0)
+    language_model_dataset.evaluation_dataset(validation_ids, model_config.sequence_length, 1)
+
+    run_directory = RunDirectory(model_dir, strategy)
+    run_directory.write_json("config.json", json.loads(config_lib.to_json(config)))
+    if run_directory.is_chief and not os.path.isdir(run_directory.file("tokenizer")):
+        tokenizer.save(run_directory.file("tokenizer"))
+
+    keras.utils.set_random_seed(train.seed)
+    with strategy.scope():
+        model = build_language_model(model_config, tokenizer.vocabulary_size)
+        model(tf.zeros((1, model_config.sequence_length), tf.int32))  # Create the variables.
+        schedule = optimizer_lib.learning_rate_schedule(
+            train.learning_rate, train.min_learning_rate, train.warmup_steps, train.train_steps
+        )
+        optimizer = optimizer_lib.make_adamw(model, schedule, train.beta_1, train.beta_2,
+                                             train.weight_decay)
+        optimizer.build(model.trainable_variables)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(
+        checkpoint, run_directory.checkpoint_dir, max_to_keep=train.max_checkpoints,
+        step_counter=optimizer.iterations,
+    )
+    loop.restore_or_initialize(manager, optimizer.iterations, log)
+    log(f"{model_config.architecture}: {model.count_params():,} parameters, vocabulary "
+        f"{tokenizer.vocabulary_size}, {len(train_ids):,} training / {len(validation_ids):,} "
+        f"validation tokens, {replicas} replica(s) ({type(strategy).__name__}).")
+
+    trainer = Trainer(strategy, model, optimizer, losses.token_cross_entropy,
+                      train.gradient_clip_norm, train.gradient_accumulation_steps)
+    evaluation = strategy.experimental_distribute_dataset(
+        language_model_dataset.evaluation_dataset(
+            validation_ids, model_config.sequence_length, train.batch_size, train.eval_batches
+        )
+    )
+    samples_writer = run_directory.summary_writer("samples")
+    prompts = [p for p in DEFAULT_SAMPLE_PROMPTS if _covers(tokenizer, p)] or ["\n"]
+
+    def evaluate(step):
+        totals = trainer.evaluate(evaluation)
+        if train.sample_length:
+            with samples_writer.as_default(step=step):
+                for index, prompt in enumerate(prompts):
+                    text = sample_text(model, tokenizer, prompt, train.sample_length,
+                                       model_config.sequence_length, seed=train.seed)
+                    tf.summary.text(f"sample_{index}", _markdown(text))
+        return {"loss": totals["loss"], "perplexity": math.exp(min(totals["loss"], 50.0)),
+                "tokens": int(totals["count"])}
+
+    def train_dataset(start_step):
+        return language_model_dataset.training_dataset(
+            train_ids, model_config.sequence_length, train.batch_size, train.seed, start_step
+        )
+
+    tokens_per_step = train.batch_size * model_config.sequence_length
+    summary = loop.run_training(
+        trainer, train_dataset, evaluate, manager, run_directory,
+        train_steps=train.train_steps, eval_interval=train.eval_interval,
+        log_interval=train.log_interval, checkpoint_interval=train.checkpoint_interval,
+        examples_per_step=train.batch_size, units_per_step=tokens_per_step, log=log,
+    )
+    validation = summary["validation"]
+    results = {
+        "task": "language_modeling",
+        "preset": config.preset,
+        "architecture": model_config.architecture,
+        "corpus": corpus.name,
+        "steps": summary["steps"],
+        "resumed_from_step": summary["start_step"],
+        "parameters": int(model.count_params()),
+        "train": {"loss": summary["train_loss"]},
+        "validation": {"loss": validation["loss"], "perplexity": validation["perplexity"],
+                       "tokens": validation["tokens"]},
+        "tokens_per_second": summary["units_per_second"],
+        "wall_seconds": summary["wall_seconds"],
+        "num_replicas": replicas,
+        "strategy": train.strategy,
+    }
+    run_directory.write_json("results.json", results)
+    run_directory.close()
+    return results
+
+
+def _covers(tokenizer, prompt):
+    ids = tokenizer.tokenize(tf.constant(prompt)).numpy()
+    return len(ids) > 0 and tokenizer.unk_id not in ids
+
+
+def _markdown(text):
+    # TensorBoard renders text summaries as Markdown; a code block keeps line breaks and spaces.
+    return "```\n" + text + "\n```"
+
+
+def sample_text(model, tokenizer, prompt, max_new_tokens, sequence_length, temperature=1.0,
+                top_k=None, top_p=None, seed=0):
+    """Generates a continuation of `prompt` and returns prompt + continuation as text.
+
+    The decoding loop runs as one compiled `tf.function` (traced once per model and sampling
+    settings), not token by token in eager mode.
+    """
+    prompt_ids = tokenizer.tokenize(tf.constant([prompt])).to_tensor()  # (1, prompt_len)
+    key = (max_new_tokens, sequence_length, temperature, top_k, top_p)
+    compiled = _COMPILED_GENERATE.setdefault(model, {})
+    if key not in compiled:
+        compiled[key] = tf.function(
+            lambda ids, seed: generate(model, ids, max_new_tokens=max_new_tokens,
+                                       sequence_length=sequence_length, temperature=temperature,
+                                       top_k=top_k, top_p=top_p, seed=seed),
+            input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([2], tf.int32)],
+        )
+    output = compiled[key](prompt_ids, tf.constant([seed, 0], tf.int32))
+    return tokenizer.detokenize(output)[0].numpy().decode("utf-8")
+
+
+def load_trained_language_model(model_dir):
+    """Rebuilds a trained language model from its run directory.
+
+    Returns:
+        (model, tokenizer, config, step): the model restored from the latest checkpoint, its
+        tokenizer, its `LanguageModelConfig` and the step of the checkpoint.
+
+    Raises:
+        FileNotFoundError: no config.json, tokenizer or checkpoint in `model_dir`.
+    """
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: is --model_dir a training run?")
+    with open(config_path, encoding="utf-8") as file:
+        config = config_lib.from_dict(config_lib.LanguageModelConfig, json.load(file),
+                                      where=config_path)
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if latest is None:
+        raise FileNotFoundError(f"No checkpoint in {os.path.join(model_dir, 'checkpoints')}.")
+    tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer"))
+    model = build_language_model(config.model, tokenizer.vocabulary_size)
+    model(tf.zeros((1, config.model.sequence_length), tf.int32))
+    step = tf.Variable(0, dtype=tf.int64)
+    # The optimizer's slots are not needed for sampling; only the model (and step) are read.
+    optimizer_stub = tf.train.Checkpoint(iterations=step)
+    tf.train.Checkpoint(model=model, optimizer=optimizer_stub).restore(latest).expect_partial()
+    return model, tokenizer, config, int(step.numpy())

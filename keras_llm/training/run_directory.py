@@ -1,0 +1,78 @@
+"""The one place that writes a run's files: chief-aware, atomic.
+
+Layout of a model directory:
+
+    MODEL_DIR/
+      config.json            resolved configuration
+      tokenizer/             vocabulary (language models, classifiers)
+      checkpoints/           tf.train.CheckpointManager: model, optimizer (and its step)
+      logs/train/, logs/validation/   TensorBoard event files
+      results.json           final figures
+
+Under MultiWorkerMirroredStrategy every worker must take part in saving a checkpoint (the save
+runs collective ops), but only the chief's copy is kept: the others write to a temporary
+directory that `close()` removes. Summaries and JSON files are written by the chief alone.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from keras_llm.training.strategy import is_chief
+
+
+def write_json_atomically(path, value):
+    """Writes `value` as indented JSON to `path` via a temporary file and `os.replace`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(value, file, indent=2, sort_keys=True, ensure_ascii=False)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+class RunDirectory:
+    """Where this worker writes: MODEL_DIR on the chief, a temporary directory elsewhere.
+
+    Args:
+        model_dir: str, the model directory given by the user.
+        strategy: the run's `tf.distribute.Strategy`; decides whether this worker is the chief.
+    """
+
+    def __init__(self, model_dir, strategy):
+        self.model_dir = model_dir
+        self.is_chief = is_chief(strategy)
+        self._temporary = None if self.is_chief else tempfile.mkdtemp(prefix="keras_llm-worker-")
+        self.path = model_dir if self.is_chief else self._temporary
+        os.makedirs(self.path, exist_ok=True)
+
+    @property
+    def checkpoint_dir(self):
+        return os.path.join(self.path, "checkpoints")
+
+    def file(self, name):
+        """Path of `name` in the user's model directory (read it on any worker)."""
+        return os.path.join(self.model_dir, name)
+
+    def write_json(self, name, value):
+        if self.is_chief:
+            write_json_atomically(self.file(name), value)
+
+    def summary_writer(self, name):
+        """A TensorBoard writer for `logs/<name>` on the chief, a no-op writer elsewhere."""
+        if not self.is_chief:
+            return tf.summary.create_noop_writer()
+        return tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", name))
+
+    def close(self):
+        if self._temporary:
+            shutil.rmtree(self._temporary, ignore_errors=True)

@@ -1,0 +1,129 @@
+"""End-to-end: real few-step runs on the shared Tiny Shakespeare, resume, and each bad input."""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_llm import config as config_lib, presets
+from keras_llm.data.corpora import CorpusError
+from keras_llm.training.language_model import ModelDirectoryError, train_language_model
+from tests.conftest import REPO_ROOT, tiny_language_model_config
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def test_few_steps_learn_checkpoint_and_resume(tiny_shakespeare_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    config = tiny_language_model_config(tiny_shakespeare_dir)
+    lines = []
+    results = train_language_model(config, model_dir, log=lines.append)
+
+    # The loss falls well below a uniform guess over the 67-token vocabulary (ln 67 = 4.20).
+    assert results["steps"] == 30 and results["resumed_from_step"] == 0
+    assert results["validation"]["loss"] < 3.4 < math.log(67)
+    assert math.isclose(results["validation"]["perplexity"], math.exp(results["validation"]["loss"]),
+                        rel_tol=1e-9)
+    assert results["train"]["loss"] < 3.4
+    assert results["num_replicas"] == 1 and results["tokens_per_second"] > 0
+    with open(os.path.join(model_dir, "results.json")) as file:
+        assert json.load(file)["validation"]["loss"] == results["validation"]["loss"]
+    assert sorted(os.listdir(os.path.join(model_dir, "checkpoints"))) == [
+        "checkpoint", "ckpt-15.data-00000-of-00001", "ckpt-15.index",
+        "ckpt-30.data-00000-of-00001", "ckpt-30.index"]
+    with open(os.path.join(model_dir, "config.json")) as file:
+        saved = config_lib.from_dict(config_lib.LanguageModelConfig, json.load(file))
+    assert saved == config
+    assert any(line.startswith("step 10/30 | loss ") and "tokens/s" in line and "ETA" in line
+               for line in lines)
+
+    # A second run with more steps resumes at the saved step and continues the schedule.
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, train_steps=40))
+    resumed = train_language_model(longer, model_dir, log=lines.append)
+    assert resumed["resumed_from_step"] == 30 and resumed["steps"] == 40
+    assert any("Resumed from" in line and "at step 30" in line for line in lines)
+    assert resumed["validation"]["loss"] < 3.4
+
+
+def _config_with(data_dir, data=None, model=None, train=None):
+    config = tiny_language_model_config(data_dir)
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, **(data or {})),
+        model=dataclasses.replace(config.model, **(model or {})),
+        train=dataclasses.replace(config.train, **(train or {})),
+    )
+
+
+@pytest.mark.parametrize("make_file, message", [
+    (None, "Text file not found"),
+    (b"", "Text file is empty"),
+    (b"to be", "fewer than one window of --sequence_length"),
+    (b"good text\n" * 20 + b"caf\xe9 " * 20, r"byte offset 203 \(line 21\) is not valid utf-8"),
+])
+def test_bad_corpus_fails_before_writing(tmp_path, make_file, message):
+    path = tmp_path / "corpus.txt"
+    if make_file is not None:
+        path.write_bytes(make_file)
+    model_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=message) as error:
+        train_language_model(_config_with(tmp_path, data={"corpus": str(path)}), str(model_dir),
+                             log=_quiet)
+    if make_file is not None:
+        assert str(path) in str(error.value) or "split" in str(error.value)
+    assert not model_dir.exists()
+
+
+def test_undecodable_bytes_are_replaced_on_request(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"caf\xe9 au lait, " * 200)
+    config = _config_with(tmp_path, data={"corpus": str(path), "errors": "replace"},
+                          train={"train_steps": 2, "warmup_steps": 0, "eval_interval": 2,
+                                 "checkpoint_interval": 2, "sample_length": 0})
+    results = train_language_model(config, str(tmp_path / "run"), log=_quiet)
+    assert math.isfinite(results["validation"]["loss"])
+
+
+def test_width_not_divisible_by_heads(tiny_shakespeare_dir, tmp_path):
+    config = _config_with(tiny_shakespeare_dir, model={"hidden_dim": 30, "num_heads": 4})
+    with pytest.raises(ValueError, match=r"--hidden_dim must be divisible by --num_heads=4; got 30"):
+        train_language_model(config, str(tmp_path / "run"), log=_quiet)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match=r"--preset='nope' is not a language-model preset.*shakespeare_char"):
+        presets.language_model_config("nope")
+
+
+def test_unknown_flag_fails_with_its_name():
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.train_lm", "--no_such_flag=1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode != 0
+    assert "no_such_flag" in process.stderr
+
+
+def test_checkpoint_of_another_architecture_is_refused(tiny_shakespeare_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    config = _config_with(tiny_shakespeare_dir, train={"train_steps": 2, "warmup_steps": 0,
+                                                       "checkpoint_interval": 2, "eval_interval": 2,
+                                                       "sample_length": 0})
+    train_language_model(config, str(model_dir), log=_quiet)
+    before = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    other = dataclasses.replace(config, model=dataclasses.replace(config.model, architecture="lstm"))
+    with pytest.raises(ModelDirectoryError, match=r"--architecture: saved 'gpt', requested 'lstm'"):
+        train_language_model(other, str(model_dir), log=_quiet)
+    after = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_corpus_error_is_a_value_error():
+    assert issubclass(CorpusError, ValueError)
