@@ -68,7 +68,14 @@ class TrainConfig:
     gradient_accumulation_steps: int = _field(
         1, "Micro-batches per optimizer step; each is batch_size / this / replicas sequences."
     )
-    train_steps: int = _field(2000, "Optimizer steps in total.")
+    train_steps: int = _field(2000, "Optimizer steps in total (unless --epochs is set).")
+    epochs: int = _field(
+        0, "If > 0: train for this many passes over the training split instead of train_steps."
+    )
+    optimizer: str = _field("adamw", "adamw (decoupled weight decay) or adam.")
+    learning_rate_schedule: str = _field(
+        "warmup_cosine", "warmup_cosine (linear warmup, cosine decay) or constant."
+    )
     learning_rate: float = _field(1e-3, "Peak learning rate, reached after warmup_steps.")
     min_learning_rate: float = _field(1e-4, "Learning rate at the end of the cosine decay.")
     warmup_steps: int = _field(100, "Steps of linear warmup from 0 to learning_rate.")
@@ -79,7 +86,9 @@ class TrainConfig:
     )
     gradient_clip_norm: float = _field(1.0, "Clip gradients to this global norm; 0 disables.")
     seed: int = _field(1337, "Seed for initialization, data order and dropout.")
-    eval_interval: int = _field(250, "Validate (and sample, and checkpoint) every this many steps.")
+    eval_interval: int = _field(
+        250, "Validate (and sample) every this many steps; with --epochs, once per epoch."
+    )
     eval_batches: int = _field(0, "Validation batches per evaluation; 0 = the whole split.")
     log_interval: int = _field(50, "Print a progress line every this many steps.")
     checkpoint_interval: int = _field(250, "Save a checkpoint every this many steps.")
@@ -99,6 +108,54 @@ class LanguageModelConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationDataConfig:
+    """Labelled text: which files, which columns, how they become token ids."""
+
+    dataset: str = _field(
+        "sst2", "Layout: sst2, chnsenticorp, directory (class sub-folders), imdb, or files."
+    )
+    data_dir: str = _field(None, "Folder holding the dataset's files.")
+    train_file: str = _field(None, "--dataset=files: the training file (TSV, CSV or JSONL).")
+    validation_file: str = _field(None, "--dataset=files: the validation file.")
+    test_file: str = _field(None, "--dataset=files: the test file.")
+    file_format: str = _field("auto", "--dataset=files: auto (from the suffix), tsv, csv, jsonl.")
+    text_column: str = _field("text", "--dataset=files: name (or 0-based index) of the text column.")
+    label_column: str = _field("label", "--dataset=files: name (or index) of the label column.")
+    header: str = _field("auto", "--dataset=files: auto, true or false: whether row 1 is a header.")
+    encoding: str = _field("utf-8", "Encoding of the files, e.g. utf-8, cp1252, gbk.")
+    errors: str = _field("strict", "Undecodable bytes: strict (fail naming file and line) or replace.")
+    skip_bad_rows: bool = _field(
+        False, "Skip malformed rows (counted and summarized) instead of failing on the first."
+    )
+    vocabulary_size: int = _field(10000, "WordPiece vocabulary learned from the training split.")
+    lower_case: bool = _field(True, "Case-fold and strip accents (after NFKC) before tokenizing.")
+    sequence_length: int = _field(128, "Maximum tokens per text; longer texts are truncated.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierModelConfig:
+    """Classifier architecture."""
+
+    architecture: str = _field("lstm", "lstm, bilstm or transformer.")
+    embedding_dim: int = _field(32, "lstm/bilstm: token embedding width.")
+    hidden_dim: int = _field(64, "LSTM units, or the Transformer width.")
+    num_layers: int = _field(2, "transformer: encoder blocks.")
+    num_heads: int = _field(4, "transformer: attention heads.")
+    intermediate_dim: int = _field(None, "transformer: MLP width; default 4 * hidden_dim.")
+    dropout: float = _field(0.0, "Dropout rate.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """Everything one text-classification run needs."""
+
+    preset: str = _field("lstm_baseline", "The named preset these values started from.")
+    data: ClassificationDataConfig = dataclasses.field(default_factory=ClassificationDataConfig)
+    model: ClassifierModelConfig = dataclasses.field(default_factory=ClassifierModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
 def to_json(config):
@@ -138,32 +195,22 @@ def replace_fields(config, overrides, where):
     return dataclasses.replace(config, **overrides)
 
 
-def validate(config):
-    """Checks a `LanguageModelConfig` before anything is built or written.
+class _Checker:
+    """Collects every problem of a config, so one run reports them all."""
 
-    Raises:
-        ValueError: naming the flag (field) at fault, what was expected and what was received.
-    """
-    data, model, train = config.data, config.model, config.train
-    errors = []
+    def __init__(self):
+        self.errors = []
 
-    def check(condition, flag, expected, value):
+    def __call__(self, condition, flag, expected, value):
         if not condition:
-            errors.append(f"--{flag} must be {expected}; got {value!r}.")
+            self.errors.append(f"--{flag} must be {expected}; got {value!r}.")
 
-    check(data.tokenizer in ("character", "wordpiece"), "tokenizer", "character or wordpiece",
-          data.tokenizer)
-    check(data.errors in ("strict", "replace"), "errors", "strict or replace", data.errors)
-    check(data.vocabulary_size >= 16, "vocabulary_size", ">= 16", data.vocabulary_size)
-    check(model.architecture in ("gpt", "lstm"), "architecture", "gpt or lstm", model.architecture)
-    for name in ("num_layers", "num_heads", "hidden_dim", "sequence_length"):
-        check(getattr(model, name) >= 1, name, ">= 1", getattr(model, name))
-    if model.architecture == "gpt" and model.num_heads >= 1:
-        check(model.hidden_dim % model.num_heads == 0, "hidden_dim",
-              f"divisible by --num_heads={model.num_heads}", model.hidden_dim)
-    check(model.intermediate_dim is None or model.intermediate_dim >= 1, "intermediate_dim",
-          ">= 1", model.intermediate_dim)
-    check(0.0 <= model.dropout < 1.0, "dropout", "in [0, 1)", model.dropout)
+    def raise_if_any(self):
+        if self.errors:
+            raise ValueError("Invalid configuration:\n  " + "\n  ".join(self.errors))
+
+
+def _check_train(train, check):
     check(train.strategy in STRATEGIES, "strategy", " or ".join(STRATEGIES), train.strategy)
     for name in ("num_cpu_devices", "batch_size", "gradient_accumulation_steps", "train_steps",
                  "eval_interval", "log_interval", "checkpoint_interval", "max_checkpoints"):
@@ -171,18 +218,83 @@ def validate(config):
     check(train.batch_size % max(train.gradient_accumulation_steps, 1) == 0, "batch_size",
           f"divisible by --gradient_accumulation_steps={train.gradient_accumulation_steps}",
           train.batch_size)
+    check(train.epochs >= 0, "epochs", ">= 0", train.epochs)
+    check(train.optimizer in ("adamw", "adam"), "optimizer", "adamw or adam", train.optimizer)
+    check(train.learning_rate_schedule in ("warmup_cosine", "constant"), "learning_rate_schedule",
+          "warmup_cosine or constant", train.learning_rate_schedule)
     check(train.learning_rate > 0 and math.isfinite(train.learning_rate), "learning_rate",
           "a positive number", train.learning_rate)
     check(0 <= train.min_learning_rate <= train.learning_rate, "min_learning_rate",
           f"in [0, --learning_rate={train.learning_rate}]", train.min_learning_rate)
-    check(0 <= train.warmup_steps < train.train_steps, "warmup_steps",
-          f"in [0, --train_steps={train.train_steps})", train.warmup_steps)
+    if not train.epochs:  # With --epochs the step count is known once the data is read.
+        check(0 <= train.warmup_steps < train.train_steps, "warmup_steps",
+              f"in [0, --train_steps={train.train_steps})", train.warmup_steps)
     check(0 <= train.beta_1 < 1, "beta_1", "in [0, 1)", train.beta_1)
     check(0 <= train.beta_2 < 1, "beta_2", "in [0, 1)", train.beta_2)
     check(train.weight_decay >= 0, "weight_decay", ">= 0", train.weight_decay)
     check(train.gradient_clip_norm >= 0, "gradient_clip_norm", ">= 0", train.gradient_clip_norm)
     check(train.eval_batches >= 0, "eval_batches", ">= 0", train.eval_batches)
     check(train.sample_length >= 0, "sample_length", ">= 0", train.sample_length)
-    if errors:
-        raise ValueError("Invalid configuration:\n  " + "\n  ".join(errors))
+
+
+def _check_transformer_shape(check, hidden_dim, num_heads, intermediate_dim):
+    check(num_heads >= 1, "num_heads", ">= 1", num_heads)
+    if num_heads >= 1:
+        check(hidden_dim % num_heads == 0, "hidden_dim", f"divisible by --num_heads={num_heads}",
+              hidden_dim)
+    check(intermediate_dim is None or intermediate_dim >= 1, "intermediate_dim", ">= 1",
+          intermediate_dim)
+
+
+def validate(config):
+    """Checks a `LanguageModelConfig` before anything is built or written.
+
+    Raises:
+        ValueError: naming every flag (field) at fault, what was expected and what was received.
+    """
+    data, model = config.data, config.model
+    check = _Checker()
+    check(data.tokenizer in ("character", "wordpiece"), "tokenizer", "character or wordpiece",
+          data.tokenizer)
+    check(data.errors in ("strict", "replace"), "errors", "strict or replace", data.errors)
+    check(data.vocabulary_size >= 16, "vocabulary_size", ">= 16", data.vocabulary_size)
+    check(model.architecture in ("gpt", "lstm"), "architecture", "gpt or lstm", model.architecture)
+    for name in ("num_layers", "hidden_dim", "sequence_length"):
+        check(getattr(model, name) >= 1, name, ">= 1", getattr(model, name))
+    if model.architecture == "gpt":
+        _check_transformer_shape(check, model.hidden_dim, model.num_heads, model.intermediate_dim)
+    check(0.0 <= model.dropout < 1.0, "dropout", "in [0, 1)", model.dropout)
+    _check_train(config.train, check)
+    check.raise_if_any()
+    return config
+
+
+def validate_classifier(config):
+    """Checks a `ClassifierConfig` before anything is read, built or written.
+
+    Raises:
+        ValueError: naming every flag (field) at fault, what was expected and what was received.
+    """
+    data, model = config.data, config.model
+    check = _Checker()
+    datasets = ("sst2", "chnsenticorp", "directory", "imdb", "files")
+    check(data.dataset in datasets, "dataset", " or ".join(datasets), data.dataset)
+    if data.dataset == "files":
+        check(bool(data.train_file), "train_file", "set when --dataset=files", data.train_file)
+    check(data.file_format in ("auto", "tsv", "csv", "jsonl"), "file_format",
+          "auto, tsv, csv or jsonl", data.file_format)
+    check(data.header in ("auto", "true", "false"), "header", "auto, true or false", data.header)
+    check(data.errors in ("strict", "replace"), "errors", "strict or replace", data.errors)
+    check(data.vocabulary_size >= 16, "vocabulary_size", ">= 16", data.vocabulary_size)
+    check(data.sequence_length >= 1, "sequence_length", ">= 1", data.sequence_length)
+    architectures = ("lstm", "bilstm", "transformer")
+    check(model.architecture in architectures, "architecture", " or ".join(architectures),
+          model.architecture)
+    for name in ("embedding_dim", "hidden_dim", "num_layers"):
+        check(getattr(model, name) >= 1, name, ">= 1", getattr(model, name))
+    if model.architecture == "transformer":
+        _check_transformer_shape(check, model.hidden_dim, model.num_heads, model.intermediate_dim)
+    check(0.0 <= model.dropout < 1.0, "dropout", "in [0, 1)", model.dropout)
+    _check_train(config.train, check)
+    check.raise_if_any()
     return config

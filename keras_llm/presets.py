@@ -60,3 +60,51 @@ def language_model_config(preset):
     return config_lib.from_dict(
         config_lib.LanguageModelConfig, {"preset": preset, **LANGUAGE_MODEL_PRESETS[preset]}
     )
+
+
+_CLASSIFIER_TRAIN = {"batch_size": 32, "epochs": 10, "log_interval": 50, "gradient_clip_norm": 0.0}
+
+CLASSIFIER_PRESETS = {
+    # The classic baseline (the Keras/TensorFlow text-classification tutorials): Embedding
+    # (vocabulary 10,000, width 32) -> LSTM(64) -> Dense(1, sigmoid), Adam at its default rate
+    # 1e-3, binary cross-entropy, 10 epochs of batch 32, validation every epoch.
+    "lstm_baseline": {
+        "data": {"vocabulary_size": 10000},
+        "model": {"architecture": "lstm", "embedding_dim": 32, "hidden_dim": 64},
+        "train": {**_CLASSIFIER_TRAIN, "optimizer": "adam", "learning_rate_schedule": "constant",
+                  "learning_rate": 1e-3, "beta_2": 0.999, "weight_decay": 0.0},
+    },
+    # The same with a bidirectional LSTM (Schuster & Paliwal 1997).
+    "bilstm": {
+        "data": {"vocabulary_size": 10000},
+        "model": {"architecture": "bilstm", "embedding_dim": 32, "hidden_dim": 64},
+        "train": {**_CLASSIFIER_TRAIN, "optimizer": "adam", "learning_rate_schedule": "constant",
+                  "learning_rate": 1e-3, "beta_2": 0.999, "weight_decay": 0.0},
+    },
+    # A small pre-LayerNorm Transformer encoder with padding masks and mean pooling over real
+    # tokens; AdamW with warmup and cosine decay, as usual for Transformers.
+    "transformer": {
+        "data": {"vocabulary_size": 10000},
+        "model": {"architecture": "transformer", "num_layers": 2, "num_heads": 4,
+                  "hidden_dim": 64, "intermediate_dim": 128, "dropout": 0.1},
+        "train": {**_CLASSIFIER_TRAIN, "optimizer": "adamw", "learning_rate": 1e-3,
+                  "min_learning_rate": 1e-5, "warmup_steps": 100, "beta_2": 0.999,
+                  "weight_decay": 0.01, "gradient_clip_norm": 1.0},
+    },
+}
+
+
+def classifier_config(preset):
+    """Returns the `ClassifierConfig` of a named preset.
+
+    Raises:
+        ValueError: unknown preset; the message lists the known ones.
+    """
+    if preset not in CLASSIFIER_PRESETS:
+        raise ValueError(
+            f"--preset={preset!r} is not a classifier preset; known: "
+            f"{', '.join(sorted(CLASSIFIER_PRESETS))}."
+        )
+    return config_lib.from_dict(
+        config_lib.ClassifierConfig, {"preset": preset, **CLASSIFIER_PRESETS[preset]}
+    )

@@ -21,7 +21,8 @@ from keras_llm.data.tokenizers import CharacterTokenizer, WordPieceTokenizer, lo
 from keras_llm.generation.sampling import generate
 from keras_llm.models.builders import build_language_model
 from keras_llm.training import loop, losses, optimizer as optimizer_lib
-from keras_llm.training.run_directory import RunDirectory
+from keras_llm.training.checkpointing import make_checkpoint, restore_model
+from keras_llm.training.run_directory import ModelDirectoryError, RunDirectory
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
 
@@ -31,10 +32,6 @@ DEFAULT_SAMPLE_PROMPTS = ("\n", "ROMEO:", "春")
 
 # Compiled decoding loops per model (weak keys: they go with their model).
 _COMPILED_GENERATE = weakref.WeakKeyDictionary()
-
-
-class ModelDirectoryError(ValueError):
-    """The model directory holds a run this configuration cannot resume."""
 
 
 def check_model_directory(config, model_dir):
@@ -134,13 +131,9 @@ def train_language_model(config, model_dir, log=print):
     with strategy.scope():
         model = build_language_model(model_config, tokenizer.vocabulary_size)
         model(tf.zeros((1, model_config.sequence_length), tf.int32))  # Create the variables.
-        schedule = optimizer_lib.learning_rate_schedule(
-            train.learning_rate, train.min_learning_rate, train.warmup_steps, train.train_steps
-        )
-        optimizer = optimizer_lib.make_adamw(model, schedule, train.beta_1, train.beta_2,
-                                             train.weight_decay)
+        optimizer = optimizer_lib.make_optimizer(model, train, train.train_steps)
         optimizer.build(model.trainable_variables)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        checkpoint = make_checkpoint(model, optimizer)
     manager = tf.train.CheckpointManager(
         checkpoint, run_directory.checkpoint_dir, max_to_keep=train.max_checkpoints,
         step_counter=optimizer.iterations,
@@ -258,8 +251,5 @@ def load_trained_language_model(model_dir):
     tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer"))
     model = build_language_model(config.model, tokenizer.vocabulary_size)
     model(tf.zeros((1, config.model.sequence_length), tf.int32))
-    step = tf.Variable(0, dtype=tf.int64)
-    # The optimizer's slots are not needed for sampling; only the model (and step) are read.
-    optimizer_stub = tf.train.Checkpoint(iterations=step)
-    tf.train.Checkpoint(model=model, optimizer=optimizer_stub).restore(latest).expect_partial()
-    return model, tokenizer, config, int(step.numpy())
+    step = restore_model(model, latest)
+    return model, tokenizer, config, step

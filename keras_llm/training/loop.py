@@ -155,3 +155,24 @@ def _summary(train_loss, validation, units_per_second, steps, start_step, start_
         "start_step": start_step,
         "wall_seconds": time.perf_counter() - start_time,
     }
+
+
+def resolve_train_steps(train_config, examples_per_epoch):
+    """Returns (train_steps, eval_interval) once the size of the training split is known.
+
+    With `--epochs` > 0, `train_steps = epochs * ceil(examples_per_epoch / batch_size)` and the
+    evaluation runs once per epoch; otherwise the config's own values are returned.
+
+    Raises:
+        ValueError: `--warmup_steps` is not below the resolved number of steps.
+    """
+    if not train_config.epochs:
+        return train_config.train_steps, train_config.eval_interval
+    steps_per_epoch = -(-examples_per_epoch // train_config.batch_size)
+    train_steps = train_config.epochs * steps_per_epoch
+    if train_config.learning_rate_schedule != "constant" and train_config.warmup_steps >= train_steps:
+        raise ValueError(
+            f"--warmup_steps={train_config.warmup_steps} must be below the {train_steps} steps of "
+            f"--epochs={train_config.epochs} x {steps_per_epoch} steps per epoch."
+        )
+    return train_steps, steps_per_epoch

@@ -46,3 +46,29 @@ def make_adamw(model, schedule, beta_1, beta_2, weight_decay):
         var_list=[v for v in model.trainable_variables if not is_decayed(v, embeddings)]
     )
     return optimizer
+
+
+def make_optimizer(model, train_config, train_steps):
+    """The optimizer and learning-rate schedule a `TrainConfig` asks for.
+
+    Args:
+        model: the built `keras.Model` (its variables decide what is decayed).
+        train_config: `keras_llm.config.TrainConfig` (optimizer, learning_rate_schedule,
+            learning_rate, min_learning_rate, warmup_steps, betas, weight_decay).
+        train_steps: the resolved number of optimizer steps (the cosine's length).
+
+    Returns:
+        A Keras 3 optimizer: AdamW decaying only `is_decayed` variables, or plain Adam (Kingma &
+        Ba 2015, the classic classifier baseline's optimizer).
+    """
+    if train_config.learning_rate_schedule == "constant":
+        schedule = train_config.learning_rate
+    else:
+        schedule = learning_rate_schedule(train_config.learning_rate,
+                                          train_config.min_learning_rate,
+                                          train_config.warmup_steps, train_steps)
+    if train_config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=schedule, beta_1=train_config.beta_1,
+                                     beta_2=train_config.beta_2)
+    return make_adamw(model, schedule, train_config.beta_1, train_config.beta_2,
+                      train_config.weight_decay)

@@ -24,6 +24,10 @@ import tensorflow as tf
 from keras_llm.training.strategy import is_chief
 
 
+class ModelDirectoryError(ValueError):
+    """The model directory holds a run this configuration cannot resume."""
+
+
 def write_json_atomically(path, value):
     """Writes `value` as indented JSON to `path` via a temporary file and `os.replace`."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -8,10 +8,18 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 from keras_llm import config as config_lib, presets
 from keras_llm.data.corpora import CorpusError
-from keras_llm.training.language_model import ModelDirectoryError, train_language_model
+from keras_llm.data.corpora import load_corpus
+from keras_llm.data.language_model_dataset import evaluation_dataset
+from keras_llm.training.language_model import (
+    ModelDirectoryError,
+    load_trained_language_model,
+    train_language_model,
+)
+from keras_llm.training.losses import token_cross_entropy
 from tests.conftest import REPO_ROOT, tiny_language_model_config
 
 
@@ -42,6 +50,18 @@ def test_few_steps_learn_checkpoint_and_resume(tiny_shakespeare_dir, tmp_path):
     assert saved == config
     assert any(line.startswith("step 10/30 | loss ") and "tokens/s" in line and "ETA" in line
                for line in lines)
+
+    # The checkpoint alone (no optimizer) restores the trained model: its validation loss on the
+    # same windows equals the one the run reported.
+    model, tokenizer, _, step = load_trained_language_model(model_dir)
+    assert step == 30
+    validation_text = load_corpus("tiny_shakespeare", str(tiny_shakespeare_dir)).validation_text
+    ids = tokenizer.tokenize(tf.constant(validation_text)).numpy()
+    loss_sum = count = 0.0
+    for inputs, targets, mask in evaluation_dataset(ids, 32, 8, max_batches=4):
+        batch_sum, batch_count = token_cross_entropy(targets, model(inputs), mask)
+        loss_sum, count = loss_sum + float(batch_sum), count + float(batch_count)
+    assert math.isclose(loss_sum / count, results["validation"]["loss"], rel_tol=1e-5)
 
     # A second run with more steps resumes at the saved step and continues the schedule.
     longer = dataclasses.replace(config, train=dataclasses.replace(config.train, train_steps=40))

@@ -1,0 +1,52 @@
+r"""Trains a text classifier: `python -m experiments.train_classifier --preset=lstm_baseline ...`.
+
+Presets: lstm_baseline (Embedding -> LSTM -> Dense, Adam), bilstm, transformer. Every config
+field is a flag of the same name. Examples:
+
+    python -m experiments.train_classifier --preset=lstm_baseline \
+        --dataset=sst2 --data_dir=../shared/data/sst2 --model_dir=runs/sst2_lstm
+    python -m experiments.train_classifier --preset=transformer \
+        --dataset=chnsenticorp --data_dir=../shared/data/chnsenticorp --model_dir=runs/chn_tf
+    python -m experiments.train_classifier --dataset=files --train_file=train.csv \
+        --validation_file=dev.csv --test_file=test.csv --text_column=review --label_column=stars
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging
+
+from experiments.config_flags import apply_config_flags, define_config_flags
+from keras_llm import config as config_lib, presets
+
+flags.DEFINE_string("preset", "lstm_baseline",
+                    f"Named preset: {', '.join(sorted(presets.CLASSIFIER_PRESETS))}.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and results go; default "
+                    "runs/<preset>_<dataset>.")
+SECTIONS = define_config_flags(config_lib.ClassifierConfig)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    from keras_llm.training.classifier import train_classifier  # Imports TensorFlow.
+
+    try:
+        config = apply_config_flags(presets.classifier_config(FLAGS.preset), SECTIONS)
+        model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.dataset}"
+        results = train_classifier(config, model_dir)
+    except (ValueError, FloatingPointError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    test = results.get("test", results["validation"])
+    print(f"done: {results['steps']} steps, {'test' if 'test' in results else 'validation'} "
+          f"accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f}, {results['wall_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

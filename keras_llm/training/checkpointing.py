@@ -1,0 +1,61 @@
+"""What a checkpoint holds: the model's variables by name, and the optimizer.
+
+Keras 3 layers are not reliably tracked by `tf.train.Checkpoint`: sublayers kept in a Python list
+(our Transformer blocks) are left out of the checkpoint entirely (keras-team/keras#18398; still
+so with Keras 3.15.1), and a checkpoint that restores the model only through the optimizer's
+variable list breaks as soon as a reader has no optimizer (sampling, evaluation, export). So
+the checkpoint names every model variable explicitly:
+
+    model/weights/<path below the model>   e.g. backbone/transformer_block_0/.../kernel
+    model/random_state/<k>                 Keras SeedGenerator states (dropout), in order
+    optimizer/...                          the Keras optimizer (slots, iteration count)
+
+Paths drop the model's own name, which Keras makes unique per process (`gpt_language_model_1`),
+so a checkpoint restores into a model built in any process.
+"""
+
+import tensorflow as tf
+
+
+def model_state(model):
+    """A trackable holding every variable of a built `keras.Model` under a stable name.
+
+    Raises:
+        ValueError: the model is not built, or two weights share a path.
+    """
+    if not model.weights:
+        raise ValueError(f"Model {model.name!r} has no weights yet: call it once before checkpointing.")
+    weights = {}
+    for variable in model.weights:
+        name = variable.path.split("/", 1)[-1]
+        if name in weights:
+            raise ValueError(f"Two weights of {model.name!r} share the path {variable.path!r}.")
+        weights[name] = variable
+    weight_ids = {id(v) for v in model.weights}
+    state = tf.Module(name="model_state")
+    state.weights = weights
+    # Seed-generator states make dropout continue exactly after a resume.
+    state.random_state = [v for v in model.variables if id(v) not in weight_ids]
+    return state
+
+
+def make_checkpoint(model, optimizer=None):
+    """`tf.train.Checkpoint` of `model_state(model)` and, if given, the optimizer."""
+    if optimizer is None:
+        return tf.train.Checkpoint(model=model_state(model))
+    return tf.train.Checkpoint(model=model_state(model), optimizer=optimizer)
+
+
+def restore_model(model, checkpoint_path):
+    """Restores only the model's variables (no optimizer needed) from `checkpoint_path`.
+
+    Returns:
+        The step the checkpoint was saved at (the optimizer's iteration count), or None.
+
+    Raises:
+        AssertionError: a model variable is missing from the checkpoint (another architecture).
+    """
+    make_checkpoint(model).restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    key = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+    return int(reader.get_tensor(key)) if reader.has_tensor(key) else None

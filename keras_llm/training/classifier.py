@@ -1,0 +1,358 @@
+"""`train_classifier(config, model_dir)`: one text-classification run, end to end.
+
+Reads the splits, learns the label mapping and a WordPiece vocabulary from the training split
+only, trains with the shared loop (validation once per epoch), then evaluates the test split:
+accuracy, precision, recall, F1 and the confusion matrix, printed as a table, logged to
+TensorBoard (scalars and a confusion-matrix image) and written to `MODEL_DIR/results.json`.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_llm import config as config_lib
+from keras_llm.data.labelled_files import LabelVocabulary, read_dataset, read_labelled_file
+from keras_llm.data.tokenizers import WordPieceTokenizer, load_tokenizer
+from keras_llm.evaluation.classification_metrics import (
+    classification_report,
+    confusion_matrix_image,
+    format_report,
+)
+from keras_llm.models.lstm_classifier import LSTMClassifier
+from keras_llm.models.transformer_classifier import TransformerClassifier
+from keras_llm.training import loop, losses, optimizer as optimizer_lib
+from keras_llm.training.checkpointing import make_checkpoint, restore_model
+from keras_llm.training.run_directory import ModelDirectoryError, RunDirectory
+from keras_llm.training.strategy import make_strategy
+from keras_llm.training.trainer import Trainer
+
+
+def build_classifier(model_config, vocabulary_size, sequence_length, num_classes):
+    """Maps a `ClassifierModelConfig` to a Keras classifier.
+
+    Returns:
+        A `keras.Model` taking {"token_ids": int32 (batch, seq_len), "padding_mask": bool
+        (batch, seq_len)} and returning logits: (batch, 1) for two classes, else
+        (batch, num_classes).
+
+    Raises:
+        ValueError: unknown architecture.
+    """
+    if model_config.architecture in ("lstm", "bilstm"):
+        return LSTMClassifier(
+            vocabulary_size=vocabulary_size, embedding_dim=model_config.embedding_dim,
+            hidden_dim=model_config.hidden_dim, dropout=model_config.dropout,
+            bidirectional=model_config.architecture == "bilstm", num_classes=num_classes,
+        )
+    if model_config.architecture == "transformer":
+        return TransformerClassifier(
+            vocabulary_size=vocabulary_size, sequence_length=sequence_length,
+            num_layers=model_config.num_layers, num_heads=model_config.num_heads,
+            hidden_dim=model_config.hidden_dim, intermediate_dim=model_config.intermediate_dim,
+            dropout=model_config.dropout, num_classes=num_classes,
+        )
+    raise ValueError(
+        f"--architecture must be lstm, bilstm or transformer; got {model_config.architecture!r}."
+    )
+
+
+def read_splits(data_config):
+    """Reads the dataset's splits as `LabelledTexts`, with the reader options of the config."""
+    options = {"encoding": data_config.encoding, "errors": data_config.errors,
+               "skip_bad_rows": data_config.skip_bad_rows}
+    if data_config.dataset != "files":
+        return read_dataset(data_config.dataset, data_config.data_dir, **options)
+
+    def column(value):
+        return int(value) if value.isdigit() else value
+
+    options.update(
+        file_format=data_config.file_format,
+        text_column=column(data_config.text_column),
+        label_column=column(data_config.label_column),
+        header={"auto": None, "true": True, "false": False}[data_config.header],
+    )
+    return read_dataset("files", data_config.data_dir, train_file=data_config.train_file,
+                        validation_file=data_config.validation_file,
+                        test_file=data_config.test_file, **options)
+
+
+def encode_texts(tokenizer, texts, sequence_length):
+    """Tokenizes and truncates texts.
+
+    Returns:
+        int32 `tf.RaggedTensor` (num_texts, None), at most `sequence_length` ids per row; texts
+        that tokenize to nothing keep one [UNK] so every example has a real token.
+    """
+    ids = tokenizer.tokenize(tf.constant(texts, tf.string))[:, :sequence_length]
+    empty = ids.row_lengths() == 0
+    if bool(tf.reduce_any(empty)):
+        filler = tf.ragged.constant([[tokenizer.unk_id]], dtype=ids.dtype)
+        ids = tf.where(empty[:, None], tf.tile(filler, [ids.nrows(), 1]).to_tensor(), ids.to_tensor())
+        ids = tf.RaggedTensor.from_tensor(ids, padding=tokenizer.pad_id)
+    return tf.cast(ids, tf.int32)
+
+
+def classification_dataset(ids, labels, global_batch_size, seed=None, start_step=0):
+    """Batches (features, labels, mask), each batch padded to its longest text.
+
+    Args:
+        ids: int32 `tf.RaggedTensor` (num_examples, None) from `encode_texts`.
+        labels: int array (num_examples,).
+        global_batch_size: examples per batch over all replicas.
+        seed: None for evaluation (one ordered pass, the last batch may be partial); an int
+            for training (endless, shuffled per epoch with that seed, skipping the first
+            `start_step` batches so a resumed run continues exactly).
+
+    Returns:
+        `tf.data.Dataset` of ({"token_ids": int32 (batch, seq_len), "padding_mask": bool
+        (batch, seq_len)}, labels int32 (batch,), mask float32 (batch,)); padding is on the
+        right with id 0.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((ids, tf.constant(labels, tf.int32)))
+    if seed is not None:
+        count = int(ids.nrows())
+        dataset = (dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
+                   .skip(start_step * global_batch_size))
+
+    def to_batch(token_ids, batch_labels):
+        token_ids = token_ids.to_tensor(default_value=0)  # (batch, longest text in the batch)
+        features = {"token_ids": token_ids, "padding_mask": token_ids != 0}
+        return features, batch_labels, tf.ones_like(batch_labels, tf.float32)
+
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return (dataset.ragged_batch(global_batch_size)
+            .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE).with_options(options))
+
+
+def confusion_metrics_fn(num_classes):
+    """Returns a `Trainer` metrics_fn summing the confusion matrix (rows true, columns predicted)."""
+
+    def metrics(labels, logits, mask):
+        if logits.shape[-1] == 1:
+            predictions = tf.cast(logits[:, 0] > 0.0, tf.int32)  # sigmoid(logit) > 0.5
+        else:
+            predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        matrix = tf.math.confusion_matrix(labels, predictions, num_classes=num_classes,
+                                          weights=mask, dtype=tf.float32)
+        return {"confusion_matrix": matrix}
+
+    return metrics
+
+
+def _report(totals, labels_vocabulary):
+    matrix = np.rint(totals["confusion_matrix"]).astype(np.int64)
+    report = classification_report(matrix, labels_vocabulary.names, labels_vocabulary.positive_index)
+    report["loss"] = float(totals["loss"])
+    return report, matrix
+
+
+def train_classifier(config, model_dir, log=print):
+    """Trains and evaluates the classifier `config` describes.
+
+    Args:
+        config: `keras_llm.config.ClassifierConfig`; validated here.
+        model_dir: str; receives config.json, labels.json, tokenizer/, checkpoints/, logs/ and
+            results.json.
+        log: a print-like function.
+
+    Returns:
+        The dict written to results.json: {"task": "classification", "validation": {...},
+        "test": {"accuracy", "precision", "recall", "f1", "confusion_matrix", ...},
+        "wall_seconds", ...}.
+
+    Raises:
+        ValueError: bad configuration, bad data (`DataError`, naming file and line) or a model
+            directory holding another model, before anything is written.
+    """
+    config_lib.validate_classifier(config)
+    data, model_config, train = config.data, config.model, config.train
+    _check_model_directory(config, model_dir)
+    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds)
+    replicas = strategy.num_replicas_in_sync
+    splits = read_splits(data)
+    for split in splits.values():
+        if split.skipped:
+            log(split.skipped_summary())
+    labels_path = os.path.join(model_dir, "labels.json")
+    label_vocabulary = (LabelVocabulary.load(labels_path) if os.path.exists(labels_path)
+                        else LabelVocabulary.from_labels(splits["train"].labels))
+    if data.skip_bad_rows:
+        splits = {name: label_vocabulary.filter_known(split) for name, split in splits.items()}
+    encoded_labels = {name: label_vocabulary.encode(split) for name, split in splits.items()}
+    tokenizer_dir = os.path.join(model_dir, "tokenizer")
+    tokenizer = (load_tokenizer(tokenizer_dir) if os.path.isdir(tokenizer_dir) else
+                 WordPieceTokenizer.from_texts(splits["train"].texts, data.vocabulary_size,
+                                               lower_case=data.lower_case))
+    ids = {name: encode_texts(tokenizer, split.texts, data.sequence_length)
+           for name, split in splits.items()}
+    num_train = len(splits["train"])
+    train_steps, eval_interval = loop.resolve_train_steps(train, num_train)
+    if train.batch_size % (replicas * train.gradient_accumulation_steps):
+        raise ValueError(
+            f"--batch_size={train.batch_size} must be divisible by the {replicas} replica(s) times "
+            f"--gradient_accumulation_steps={train.gradient_accumulation_steps}."
+        )
+
+    run_directory = RunDirectory(model_dir, strategy)
+    run_directory.write_json("config.json", json.loads(config_lib.to_json(config)))
+    if run_directory.is_chief:
+        label_vocabulary.save(labels_path)
+        if not os.path.isdir(tokenizer_dir):
+            tokenizer.save(tokenizer_dir)
+
+    keras.utils.set_random_seed(train.seed)
+    with strategy.scope():
+        model = build_classifier(model_config, tokenizer.vocabulary_size, data.sequence_length,
+                                 label_vocabulary.num_classes)
+        model({"token_ids": tf.ones((1, 4), tf.int32), "padding_mask": tf.ones((1, 4), tf.bool)})
+        optimizer = optimizer_lib.make_optimizer(model, train, train_steps)
+        optimizer.build(model.trainable_variables)
+        checkpoint = make_checkpoint(model, optimizer)
+    manager = tf.train.CheckpointManager(
+        checkpoint, run_directory.checkpoint_dir, max_to_keep=train.max_checkpoints,
+        step_counter=optimizer.iterations,
+    )
+    loop.restore_or_initialize(manager, optimizer.iterations, log)
+    log(f"{model_config.architecture}: {model.count_params():,} parameters, vocabulary "
+        f"{tokenizer.vocabulary_size}, classes {label_vocabulary.names}, "
+        + ", ".join(f"{len(split):,} {name}" for name, split in splits.items())
+        + f" examples, {train_steps} steps, {replicas} replica(s) ({type(strategy).__name__}).")
+
+    trainer = Trainer(strategy, model, optimizer, losses.classification_cross_entropy,
+                      train.gradient_clip_norm, train.gradient_accumulation_steps,
+                      metrics_fn=confusion_metrics_fn(label_vocabulary.num_classes))
+
+    def evaluation_dataset(name):
+        dataset = classification_dataset(ids[name], encoded_labels[name], train.batch_size)
+        return strategy.experimental_distribute_dataset(dataset)
+
+    validation_name = "validation" if "validation" in splits else "test"
+    validation_data = evaluation_dataset(validation_name)
+    validation_writer = run_directory.summary_writer("validation")
+
+    def evaluate(step):
+        report, matrix = _report(trainer.evaluate(validation_data), label_vocabulary)
+        with validation_writer.as_default(step=step):
+            tf.summary.image("confusion_matrix",
+                             confusion_matrix_image(matrix, label_vocabulary.names))
+        return {name: report[name] for name in ("loss", "accuracy", "precision", "recall", "f1")}
+
+    def train_dataset(start_step):
+        return classification_dataset(ids["train"], encoded_labels["train"], train.batch_size,
+                                      seed=train.seed, start_step=start_step)
+
+    summary = loop.run_training(
+        trainer, train_dataset, evaluate, manager, run_directory,
+        train_steps=train_steps, eval_interval=eval_interval, log_interval=train.log_interval,
+        checkpoint_interval=min(train.checkpoint_interval, eval_interval),
+        examples_per_step=train.batch_size, units_per_step=train.batch_size,
+        unit_name="examples", log_perplexity=False, log=log,
+    )
+    results = {
+        "task": "classification",
+        "preset": config.preset,
+        "architecture": model_config.architecture,
+        "dataset": data.dataset,
+        "classes": label_vocabulary.names,
+        "steps": summary["steps"],
+        "epochs": summary["steps"] / -(-num_train // train.batch_size),
+        "resumed_from_step": summary["start_step"],
+        "parameters": int(model.count_params()),
+        "train": {"loss": summary["train_loss"]},
+        "validation": summary["validation"],
+        "examples_per_second": summary["units_per_second"],
+        "num_replicas": replicas,
+        "strategy": train.strategy,
+    }
+    if "test" in splits:
+        report, matrix = _report(trainer.evaluate(evaluation_dataset("test")), label_vocabulary)
+        log("test\n" + format_report(report, label_vocabulary.names))
+        with run_directory.summary_writer("test").as_default(step=summary["steps"]):
+            for name in ("loss", "accuracy", "precision", "recall", "f1"):
+                tf.summary.scalar(name, report[name])
+            tf.summary.image("confusion_matrix",
+                             confusion_matrix_image(matrix, label_vocabulary.names))
+        results["test"] = report
+    results["wall_seconds"] = summary["wall_seconds"]
+    run_directory.write_json("results.json", results)
+    run_directory.close()
+    return results
+
+
+def _check_model_directory(config, model_dir):
+    """Refuses a model directory whose checkpoints belong to another classifier."""
+    saved_path = os.path.join(model_dir, "config.json")
+    if not tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
+        return
+    if not os.path.exists(saved_path):
+        raise ModelDirectoryError(
+            f"{model_dir} holds checkpoints but no config.json; use another --model_dir.")
+    with open(saved_path, encoding="utf-8") as file:
+        saved = json.load(file)
+    current = json.loads(config_lib.to_json(config))
+    differences = [
+        f"--{name}: saved {saved.get('model', {}).get(name)!r}, requested {value!r}"
+        for name, value in current["model"].items() if saved.get("model", {}).get(name) != value
+    ] + [
+        f"--{name}: saved {saved.get('data', {}).get(name)!r}, requested {current['data'][name]!r}"
+        for name in ("vocabulary_size", "lower_case", "sequence_length")
+        if saved.get("data", {}).get(name) != current["data"][name]
+    ]
+    if differences:
+        raise ModelDirectoryError(
+            f"--model_dir={model_dir} holds a checkpoint of another classifier; it differs in "
+            + "; ".join(differences) + ". Use a new --model_dir, or the saved settings to resume."
+        )
+
+
+def load_trained_classifier(model_dir):
+    """Rebuilds a trained classifier from its run directory.
+
+    Returns:
+        (model, tokenizer, label_vocabulary, config).
+
+    Raises:
+        FileNotFoundError: config.json, labels.json, tokenizer/ or a checkpoint is missing.
+    """
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: is --model_dir a training run?")
+    with open(config_path, encoding="utf-8") as file:
+        config = config_lib.from_dict(config_lib.ClassifierConfig, json.load(file),
+                                      where=config_path)
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if latest is None:
+        raise FileNotFoundError(f"No checkpoint in {os.path.join(model_dir, 'checkpoints')}.")
+    labels = LabelVocabulary.load(os.path.join(model_dir, "labels.json"))
+    tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer"))
+    model = build_classifier(config.model, tokenizer.vocabulary_size, config.data.sequence_length,
+                             labels.num_classes)
+    model({"token_ids": tf.ones((1, 4), tf.int32), "padding_mask": tf.ones((1, 4), tf.bool)})
+    restore_model(model, latest)
+    return model, tokenizer, labels, config
+
+
+def evaluate_file(model_dir, path, batch_size=64, **reader_options):
+    """Evaluates a trained classifier on a labelled file (see `read_labelled_file`).
+
+    Returns:
+        The metrics report of `classification_report` plus "loss", and the printable table.
+    """
+    model, tokenizer, labels, config = load_trained_classifier(model_dir)
+    data = read_labelled_file(path, **reader_options)
+    if reader_options.get("skip_bad_rows"):
+        data = labels.filter_known(data)
+    ids = encode_texts(tokenizer, data.texts, config.data.sequence_length)
+    strategy = tf.distribute.get_strategy()
+    trainer = Trainer(strategy, model, None, losses.classification_cross_entropy,
+                      metrics_fn=confusion_metrics_fn(labels.num_classes))
+    dataset = classification_dataset(ids, labels.encode(data), batch_size)
+    report, _ = _report(trainer.evaluate(dataset), labels)
+    return report, format_report(report, labels.names)
