@@ -92,6 +92,10 @@ class TrainConfig:
     eval_batches: int = _field(0, "Validation batches per evaluation; 0 = the whole split.")
     log_interval: int = _field(50, "Print a progress line every this many steps.")
     checkpoint_interval: int = _field(250, "Save a checkpoint every this many steps.")
+    keep_best: str = _field(
+        "", "Keep the checkpoint with the best value of this validation metric (loss: lowest; "
+        "accuracy, f1, ...: highest) and report the final results from it; empty: last step."
+    )
     max_checkpoints: int = _field(3, "Checkpoints kept in MODEL_DIR/checkpoints.")
     sample_length: int = _field(200, "Tokens generated from each fixed prompt at evaluation.")
     cluster_timeout_seconds: int = _field(
@@ -235,6 +239,9 @@ def _check_train(train, check):
     check(train.gradient_clip_norm >= 0, "gradient_clip_norm", ">= 0", train.gradient_clip_norm)
     check(train.eval_batches >= 0, "eval_batches", ">= 0", train.eval_batches)
     check(train.sample_length >= 0, "sample_length", ">= 0", train.sample_length)
+    check(train.keep_best in ("", "loss", "perplexity", "accuracy", "precision", "recall", "f1"),
+          "keep_best", "empty, loss, perplexity, accuracy, precision, recall or f1",
+          train.keep_best)
 
 
 def _check_transformer_shape(check, hidden_dim, num_heads, intermediate_dim):

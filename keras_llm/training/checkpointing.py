@@ -14,6 +14,8 @@ Paths drop the model's own name, which Keras makes unique per process (`gpt_lang
 so a checkpoint restores into a model built in any process.
 """
 
+import os
+
 import tensorflow as tf
 
 
@@ -59,3 +61,16 @@ def restore_model(model, checkpoint_path):
     reader = tf.train.load_checkpoint(checkpoint_path)
     key = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
     return int(reader.get_tensor(key)) if reader.has_tensor(key) else None
+
+
+def reported_checkpoint(model_dir):
+    """The checkpoint a run reported its results from: `best/` if the run kept one, else the latest.
+
+    Raises:
+        FileNotFoundError: `model_dir` holds no checkpoint.
+    """
+    for folder in ("best", "checkpoints"):
+        path = tf.train.latest_checkpoint(os.path.join(model_dir, folder))
+        if path:
+            return path
+    raise FileNotFoundError(f"No checkpoint in {os.path.join(model_dir, 'checkpoints')}.")

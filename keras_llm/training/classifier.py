@@ -24,7 +24,7 @@ from keras_llm.evaluation.classification_metrics import (
 from keras_llm.models.lstm_classifier import LSTMClassifier
 from keras_llm.models.transformer_classifier import TransformerClassifier
 from keras_llm.training import loop, losses, optimizer as optimizer_lib
-from keras_llm.training.checkpointing import make_checkpoint, restore_model
+from keras_llm.training.checkpointing import make_checkpoint, reported_checkpoint, restore_model
 from keras_llm.training.run_directory import ModelDirectoryError, RunDirectory
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
@@ -177,14 +177,14 @@ def train_classifier(config, model_dir, log=print):
     strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds)
     replicas = strategy.num_replicas_in_sync
     splits = read_splits(data)
-    for split in splits.values():
-        if split.skipped:
-            log(split.skipped_summary())
     labels_path = os.path.join(model_dir, "labels.json")
     label_vocabulary = (LabelVocabulary.load(labels_path) if os.path.exists(labels_path)
                         else LabelVocabulary.from_labels(splits["train"].labels))
     if data.skip_bad_rows:
         splits = {name: label_vocabulary.filter_known(split) for name, split in splits.items()}
+    for split in splits.values():
+        if split.skipped:  # Nothing is dropped silently.
+            log(split.skipped_summary())
     encoded_labels = {name: label_vocabulary.encode(split) for name, split in splits.items()}
     tokenizer_dir = os.path.join(model_dir, "tokenizer")
     tokenizer = (load_tokenizer(tokenizer_dir) if os.path.isdir(tokenizer_dir) else
@@ -242,19 +242,24 @@ def train_classifier(config, model_dir, log=print):
         with validation_writer.as_default(step=step):
             tf.summary.image("confusion_matrix",
                              confusion_matrix_image(matrix, label_vocabulary.names))
-        return {name: report[name] for name in ("loss", "accuracy", "precision", "recall", "f1")}
+        return {name: report[name]
+                for name in ("loss", "accuracy", "precision", "recall", "f1", "num_examples")}
 
     def train_dataset(start_step):
         return classification_dataset(ids["train"], encoded_labels["train"], train.batch_size,
                                       seed=train.seed, start_step=start_step)
 
+    best = (loop.BestCheckpoint(checkpoint, run_directory, train.keep_best,
+                                "min" if train.keep_best == "loss" else "max")
+            if train.keep_best else None)
     summary = loop.run_training(
         trainer, train_dataset, evaluate, manager, run_directory,
         train_steps=train_steps, eval_interval=eval_interval, log_interval=train.log_interval,
         checkpoint_interval=min(train.checkpoint_interval, eval_interval),
         examples_per_step=train.batch_size, units_per_step=train.batch_size,
-        unit_name="examples", log_perplexity=False, log=log,
+        unit_name="examples", log_perplexity=False, best=best, log=log,
     )
+    chosen = best.restore(log) if best is not None else None
     results = {
         "task": "classification",
         "preset": config.preset,
@@ -266,7 +271,8 @@ def train_classifier(config, model_dir, log=print):
         "resumed_from_step": summary["start_step"],
         "parameters": int(model.count_params()),
         "train": {"loss": summary["train_loss"]},
-        "validation": summary["validation"],
+        "validation": chosen["validation"] if chosen else summary["validation"],
+        "selected_step": chosen["step"] if chosen else summary["steps"],
         "examples_per_second": summary["units_per_second"],
         "num_replicas": replicas,
         "strategy": train.strategy,
@@ -316,7 +322,8 @@ def load_trained_classifier(model_dir):
     """Rebuilds a trained classifier from its run directory.
 
     Returns:
-        (model, tokenizer, label_vocabulary, config).
+        (model, tokenizer, label_vocabulary, config), the model restored from the checkpoint
+        the run reported (`best/` if it kept one, else the latest).
 
     Raises:
         FileNotFoundError: config.json, labels.json, tokenizer/ or a checkpoint is missing.
@@ -327,9 +334,7 @@ def load_trained_classifier(model_dir):
     with open(config_path, encoding="utf-8") as file:
         config = config_lib.from_dict(config_lib.ClassifierConfig, json.load(file),
                                       where=config_path)
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest is None:
-        raise FileNotFoundError(f"No checkpoint in {os.path.join(model_dir, 'checkpoints')}.")
+    latest = reported_checkpoint(model_dir)
     labels = LabelVocabulary.load(os.path.join(model_dir, "labels.json"))
     tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer"))
     model = build_classifier(config.model, tokenizer.vocabulary_size, config.data.sequence_length,

@@ -21,7 +21,7 @@ from keras_llm.data.tokenizers import CharacterTokenizer, WordPieceTokenizer, lo
 from keras_llm.generation.sampling import generate
 from keras_llm.models.builders import build_language_model
 from keras_llm.training import loop, losses, optimizer as optimizer_lib
-from keras_llm.training.checkpointing import make_checkpoint, restore_model
+from keras_llm.training.checkpointing import make_checkpoint, reported_checkpoint, restore_model
 from keras_llm.training.run_directory import ModelDirectoryError, RunDirectory
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
@@ -170,13 +170,17 @@ def train_language_model(config, model_dir, log=print):
         )
 
     tokens_per_step = train.batch_size * model_config.sequence_length
+    best = (loop.BestCheckpoint(checkpoint, run_directory, train.keep_best,
+                                "min" if train.keep_best in ("loss", "perplexity") else "max")
+            if train.keep_best else None)
     summary = loop.run_training(
         trainer, train_dataset, evaluate, manager, run_directory,
         train_steps=train.train_steps, eval_interval=train.eval_interval,
         log_interval=train.log_interval, checkpoint_interval=train.checkpoint_interval,
-        examples_per_step=train.batch_size, units_per_step=tokens_per_step, log=log,
+        examples_per_step=train.batch_size, units_per_step=tokens_per_step, best=best, log=log,
     )
-    validation = summary["validation"]
+    chosen = best.restore(log) if best is not None else None
+    validation = chosen["validation"] if chosen else summary["validation"]
     results = {
         "task": "language_modeling",
         "preset": config.preset,
@@ -184,6 +188,7 @@ def train_language_model(config, model_dir, log=print):
         "corpus": corpus.name,
         "steps": summary["steps"],
         "resumed_from_step": summary["start_step"],
+        "selected_step": chosen["step"] if chosen else summary["steps"],
         "parameters": int(model.count_params()),
         "train": {"loss": summary["train_loss"]},
         "validation": {"loss": validation["loss"], "perplexity": validation["perplexity"],
@@ -233,7 +238,8 @@ def load_trained_language_model(model_dir):
     """Rebuilds a trained language model from its run directory.
 
     Returns:
-        (model, tokenizer, config, step): the model restored from the latest checkpoint, its
+        (model, tokenizer, config, step): the model restored from the checkpoint the run
+        reported (`best/` if it kept one, else the latest), its
         tokenizer, its `LanguageModelConfig` and the step of the checkpoint.
 
     Raises:
@@ -245,9 +251,7 @@ def load_trained_language_model(model_dir):
     with open(config_path, encoding="utf-8") as file:
         config = config_lib.from_dict(config_lib.LanguageModelConfig, json.load(file),
                                       where=config_path)
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest is None:
-        raise FileNotFoundError(f"No checkpoint in {os.path.join(model_dir, 'checkpoints')}.")
+    latest = reported_checkpoint(model_dir)
     tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer"))
     model = build_language_model(config.model, tokenizer.vocabulary_size)
     model(tf.zeros((1, config.model.sequence_length), tf.int32))

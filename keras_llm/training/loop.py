@@ -5,11 +5,15 @@ non-finite-loss guard live here once; what is trained and how it is evaluated co
 arguments.
 """
 
+import json
 import math
+import os
 import time
 
 import numpy as np
 import tensorflow as tf
+
+from keras_llm.training.run_directory import write_json_atomically
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -43,7 +47,7 @@ def restore_or_initialize(checkpoint_manager, step_counter, log=print):
 
 def run_training(trainer, train_dataset_fn, evaluate_fn, checkpoint_manager, run_directory, *,
                  train_steps, eval_interval, log_interval, checkpoint_interval, examples_per_step,
-                 units_per_step, unit_name="tokens", log_perplexity=True, log=print):
+                 units_per_step, unit_name="tokens", log_perplexity=True, best=None, log=print):
     """Trains from the current optimizer step up to `train_steps`.
 
     Args:
@@ -61,6 +65,8 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, checkpoint_manager, run
         units_per_step: tokens (or examples) per step, for the throughput figures.
         unit_name: "tokens" or "examples".
         log_perplexity: also log exp(loss) (language models).
+        best: optional `BestCheckpoint`; after each evaluation it keeps the checkpoint with the
+            best validation metric (early-stopping model selection).
         log: a print-like function.
 
     Returns:
@@ -127,10 +133,61 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, checkpoint_manager, run
             checkpoint_manager.save(checkpoint_number=step)
         if step % eval_interval == 0 or step == train_steps:
             validation = _evaluate(evaluate_fn, step, validation_writer, log)
+            if best is not None:
+                best.update(step, validation, log)
     train_writer.flush()
     validation_writer.flush()
     units_per_second = units_per_step * timed_steps / timed_seconds if timed_seconds else 0.0
     return _summary(last_loss, validation, units_per_second, train_steps, start_step, start_time)
+
+
+class BestCheckpoint:
+    """Keeps the checkpoint with the best value of one validation metric.
+
+    Lives in `MODEL_DIR/best/` (a `tf.train.CheckpointManager` keeping one checkpoint, and
+    `best.json` with the step and the validation figures), so the choice survives a resume.
+
+    Args:
+        checkpoint: the run's `tf.train.Checkpoint`.
+        run_directory: a `RunDirectory` (the chief keeps the files; others a temporary copy).
+        metric: key of the evaluation dict, e.g. "accuracy" or "loss".
+        mode: "max" or "min".
+    """
+
+    def __init__(self, checkpoint, run_directory, metric, mode="max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}.")
+        self.metric, self.mode = metric, mode
+        self.run_directory = run_directory
+        directory = os.path.join(run_directory.path, "best")
+        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1)
+        self.summary_path = os.path.join(directory, "best.json")
+        self.summary = None
+        if os.path.exists(self.summary_path):
+            with open(self.summary_path, encoding="utf-8") as file:
+                self.summary = json.load(file)
+
+    def update(self, step, validation, log=print):
+        value = validation[self.metric]
+        if self.summary is not None:
+            previous = self.summary["validation"][self.metric]
+            if (value <= previous) if self.mode == "max" else (value >= previous):
+                return
+        self.manager.save(checkpoint_number=step)
+        self.summary = {"step": step, "validation": validation}
+        if self.run_directory.is_chief:
+            write_json_atomically(self.summary_path, self.summary)
+        log(f"step {step}: best validation {self.metric} so far ({value:.4f}), kept in "
+            f"{self.manager.directory}")
+
+    def restore(self, log=print):
+        """Restores the best checkpoint into the model; returns its summary (or None)."""
+        if self.manager.latest_checkpoint is None:
+            return None
+        self.manager.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        log(f"Restored the best checkpoint (step {self.summary['step']}, validation "
+            f"{self.metric} {self.summary['validation'][self.metric]:.4f}).")
+        return self.summary
 
 
 def _evaluate(evaluate_fn, step, writer, log):

@@ -43,7 +43,9 @@ class Trainer:
         self.gradient_accumulation_steps = int(gradient_accumulation_steps)
         self.metrics_fn = metrics_fn
         self.train_step = tf.function(self._train_step)
-        self.evaluation_step = tf.function(self._evaluation_step)
+        # Evaluation batches are padded to their longest text, so their shapes vary: relax the
+        # traced shapes instead of retracing for every new length.
+        self.evaluation_step = tf.function(self._evaluation_step, reduce_retracing=True)
 
     # ----------------------------------------------------------------------------- training
 

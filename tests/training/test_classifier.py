@@ -1,0 +1,132 @@
+"""End-to-end classifier runs on a slice of the shared SST-2, and the bad-input paths."""
+
+import dataclasses
+import glob
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_llm import config as config_lib, presets
+from keras_llm.data.labelled_files import DataError
+from keras_llm.training.classifier import evaluate_file, train_classifier
+from tests.conftest import shared_data_path
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def _slice(source, target, rows):
+    with open(source, encoding="utf-8") as file:
+        lines = file.readlines()[:rows]
+    target.write_text("".join(lines), encoding="utf-8")
+    return lines
+
+
+def _files_config(tmp_path, preset="lstm_baseline", **train):
+    sst2 = shared_data_path("sst2")
+    for split, rows in (("train", 640), ("dev", 120), ("test", 150)):
+        _slice(sst2 / f"{split}.tsv", tmp_path / f"{split}.tsv", rows)
+    config = presets.classifier_config(preset)
+    data = dataclasses.replace(
+        config.data, dataset="files", data_dir=str(tmp_path), train_file="train.tsv",
+        validation_file="dev.tsv", test_file="test.tsv", text_column="1", label_column="0",
+        header="false", vocabulary_size=2000, sequence_length=48,
+    )
+    train_options = dict(epochs=2, strategy="one_device", log_interval=10)
+    train_options.update(train)
+    return dataclasses.replace(config, data=data,
+                               train=dataclasses.replace(config.train, **train_options))
+
+
+def _event_tags(directory):
+    tags = set()
+    for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.mark.parametrize("preset", ["lstm_baseline", "transformer"])
+def test_classifier_run_reports_consistent_metrics(tmp_path, preset):
+    model_dir = str(tmp_path / "run")
+    results = train_classifier(_files_config(tmp_path, preset, warmup_steps=5), model_dir, log=_quiet)
+
+    assert results["task"] == "classification" and results["classes"] == ["0", "1"]
+    assert results["steps"] == 2 * math.ceil(640 / 32)
+    test = results["test"]
+    matrix = np.array(test["confusion_matrix"])
+    assert matrix.shape == (2, 2) and matrix.sum() == 150  # Every test example counted once.
+    # Metrics recomputed by hand from the confusion matrix (positive class "1" = index 1).
+    true_positive, false_positive, false_negative = matrix[1, 1], matrix[0, 1], matrix[1, 0]
+    assert test["accuracy"] == pytest.approx(np.trace(matrix) / 150)
+    precision = true_positive / max(true_positive + false_positive, 1)
+    recall = true_positive / max(true_positive + false_negative, 1)
+    assert test["precision"] == pytest.approx(precision)
+    assert test["recall"] == pytest.approx(recall)
+    assert test["f1"] == pytest.approx(
+        0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+    assert 1 <= results["selected_step"] <= results["steps"]
+    assert os.path.exists(os.path.join(model_dir, "labels.json"))
+
+    # TensorBoard: validation scalars and confusion-matrix images.
+    tags = _event_tags(os.path.join(model_dir, "logs", "validation"))
+    assert {"accuracy", "precision", "recall", "f1", "loss", "confusion_matrix"} <= tags
+    assert {"loss", "learning_rate", "gradient_norm", "examples_per_second"} <= _event_tags(
+        os.path.join(model_dir, "logs", "train"))
+
+    # experiments.evaluate's function scores the same test file with the reported checkpoint.
+    report, table = evaluate_file(model_dir, str(tmp_path / "test.tsv"), text_column=1,
+                                  label_column=0, header=False)
+    assert report["confusion_matrix"] == test["confusion_matrix"]
+    assert "confusion matrix" in table
+
+
+def test_unseen_label_in_dev_names_file_and_line(tmp_path):
+    config = _files_config(tmp_path)
+    dev = tmp_path / "dev.tsv"
+    lines = dev.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[4] = "7\tan unseen label\n"
+    dev.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(DataError, match=r"dev\.tsv, line 5: unseen label"):
+        train_classifier(config, str(tmp_path / "run"), log=_quiet)
+    assert not (tmp_path / "run").exists()
+
+    skipped = dataclasses.replace(config, data=dataclasses.replace(config.data, skip_bad_rows=True),
+                                  train=dataclasses.replace(config.train, epochs=1))
+    messages = []
+    results = train_classifier(skipped, str(tmp_path / "run"), log=messages.append)
+    assert results["validation"]["num_examples"] == 119  # The unseen-label row is not counted.
+    assert any("unseen label" in str(message) for message in messages)
+    assert results["test"]["num_examples"] == 150
+
+
+def test_bad_row_fails_with_file_and_line_or_is_skipped(tmp_path):
+    config = _files_config(tmp_path)
+    train = tmp_path / "train.tsv"
+    text = train.read_text(encoding="utf-8").splitlines(keepends=True)
+    text[9] = "1\tone field too many\textra\n"
+    train.write_text("".join(text), encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.tsv, line 10: extra column"):
+        train_classifier(config, str(tmp_path / "run"), log=_quiet)
+    messages = []
+    skipped = dataclasses.replace(config, data=dataclasses.replace(config.data, skip_bad_rows=True),
+                                  train=dataclasses.replace(config.train, epochs=1))
+    train_classifier(skipped, str(tmp_path / "run2"), log=messages.append)
+    assert any("line 10" in str(message) for message in messages)
+
+
+def test_invalid_classifier_flags_are_all_reported():
+    config = presets.classifier_config("transformer")
+    bad = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, hidden_dim=30, num_heads=4),
+        data=dataclasses.replace(config.data, dataset="nope"))
+    with pytest.raises(ValueError) as error:
+        config_lib.validate_classifier(bad)
+    assert "--hidden_dim must be divisible by --num_heads=4; got 30" in str(error.value)
+    assert "--dataset must be sst2 or chnsenticorp" in str(error.value)
+    with pytest.raises(ValueError, match="not a classifier preset"):
+        presets.classifier_config("cnn")
