@@ -43,9 +43,7 @@ class Trainer:
         self.gradient_accumulation_steps = int(gradient_accumulation_steps)
         self.metrics_fn = metrics_fn
         self.train_step = tf.function(self._train_step)
-        # Evaluation batches are padded to their longest text, so their shapes vary: relax the
-        # traced shapes instead of retracing for every new length.
-        self.evaluation_step = tf.function(self._evaluation_step, reduce_retracing=True)
+        self._evaluation_steps = {}  # One compiled step per dataset element_spec.
 
     # ----------------------------------------------------------------------------- training
 
@@ -74,7 +72,11 @@ class Trainer:
         if micro_batches == 1:
             loss_sum, gradients = self._loss_and_gradients(features, targets, mask, global_count)
         else:
-            def split(x):  # (batch, ...) -> (micro_batches, batch / micro_batches, ...)
+            def split(x):  # (batch, ...) -> (micro_batches, ceil(batch / micro_batches), ...)
+                # A final partial batch may leave this replica a batch the micro-batch count does
+                # not divide: pad with rows whose mask is 0 (zeros), which add nothing.
+                padding = tf.math.floormod(-tf.shape(x)[0], micro_batches)
+                x = tf.pad(x, tf.concat([[[0, padding]], tf.zeros([tf.rank(x) - 1, 2], tf.int32)], 0))
                 return tf.reshape(x, tf.concat([[micro_batches, -1], tf.shape(x)[1:]], axis=0))
 
             features, targets, mask = tf.nest.map_structure(split, (features, targets, mask))
@@ -123,7 +125,7 @@ class Trainer:
         return sums
 
     def _evaluation_step(self, batch):
-        sums = self.strategy.run(self._replica_evaluation, args=batch)
+        sums = self.strategy.run(self._replica_evaluation, args=tuple(batch))
         return tf.nest.map_structure(
             lambda value: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None), sums
         )
@@ -136,9 +138,19 @@ class Trainer:
             seen; every example is counted exactly once, also for a last partial batch), and the
             summed outputs of `metrics_fn`.
         """
+        # Trace on the dataset's element_spec (batch and length dimensions None), not on the
+        # first batch's shapes: batches are padded to their longest text, and a last batch
+        # smaller than the number of replicas leaves some replicas an empty batch, which a
+        # step traced on static shapes would not accept (Keras's LSTM fails on a static 0).
+        spec = distributed_dataset.element_spec
+        key = repr(spec)
+        if key not in self._evaluation_steps:
+            self._evaluation_steps[key] = tf.function(self._evaluation_step,
+                                                      input_signature=[spec])
+        evaluation_step = self._evaluation_steps[key]
         totals = None
         for batch in distributed_dataset:
-            sums = self.evaluation_step(batch)
+            sums = evaluation_step(batch)
             totals = sums if totals is None else tf.nest.map_structure(tf.add, totals, sums)
         if totals is None:
             raise ValueError("The evaluation dataset is empty.")
