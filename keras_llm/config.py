@@ -150,6 +150,9 @@ class ClassifierModelConfig:
     num_heads: int = _field(4, "transformer: attention heads.")
     intermediate_dim: int = _field(None, "transformer: MLP width; default 4 * hidden_dim.")
     dropout: float = _field(0.0, "Dropout rate.")
+    token_dropout: float = _field(
+        0.0, "Word dropout: probability of zeroing each token's embedding in training."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +305,7 @@ def validate_classifier(config):
     if model.architecture == "transformer":
         _check_transformer_shape(check, model.hidden_dim, model.num_heads, model.intermediate_dim)
     check(0.0 <= model.dropout < 1.0, "dropout", "in [0, 1)", model.dropout)
+    check(0.0 <= model.token_dropout < 1.0, "token_dropout", "in [0, 1)", model.token_dropout)
     _check_train(config.train, check)
     check.raise_if_any()
     return config

@@ -53,6 +53,8 @@ class LSTMClassifier(keras.Model):
             forward and backward final states are concatenated, `2 * hidden_dim` features).
         dropout: float in [0, 1), dropout rate on the embeddings and on the LSTM's output.
         num_classes: int >= 2; 2 gives one sigmoid logit, more give `num_classes` softmax logits.
+        token_dropout: float in [0, 1), word dropout (Iyyer et al. 2015): during training each
+            token's embedding is zeroed with this probability (the rest scaled by 1 / (1 - rate)).
         **kwargs: passed to `keras.Model`.
 
     Call arguments:
@@ -76,6 +78,7 @@ class LSTMClassifier(keras.Model):
         bidirectional=False,
         dropout=0.0,
         num_classes=2,
+        token_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -84,6 +87,7 @@ class LSTMClassifier(keras.Model):
         self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         self.bidirectional = bool(bidirectional)
         self.dropout = check_dropout_rate(dropout)
+        self.token_dropout = check_dropout_rate(token_dropout, "token_dropout")
         output_dim = classifier_output_dim(num_classes)
         self.num_classes = int(num_classes)
 
@@ -102,6 +106,11 @@ class LSTMClassifier(keras.Model):
         self.dropout_layer = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="dropout"
         )
+        # Word dropout (Iyyer et al. 2015): zero whole token embeddings, one draw per token.
+        self.token_dropout_layer = keras.layers.Dropout(
+            self.token_dropout, noise_shape=(None, None, 1), dtype=self.dtype_policy,
+            name="token_dropout",
+        )
         self.classification_head = keras.layers.Dense(
             output_dim, dtype=self.dtype_policy, name="classification_head"
         )
@@ -116,6 +125,7 @@ class LSTMClassifier(keras.Model):
     def call(self, inputs, training=None):
         token_ids, padding_mask = unpack_classifier_inputs(inputs, "LSTMClassifier")
         x = self.token_embedding(token_ids)  # (batch, seq_len, embedding_dim)
+        x = self.token_dropout_layer(x, training=training)
         x = self.dropout_layer(x, training=training)
         mask = _mask_without_empty_rows(padding_mask)  # (batch, seq_len)
         x = self.lstm(x, mask=mask, training=training)  # (batch, hidden_dim or 2 * hidden_dim)
@@ -133,6 +143,7 @@ class LSTMClassifier(keras.Model):
                 "bidirectional": self.bidirectional,
                 "dropout": self.dropout,
                 "num_classes": self.num_classes,
+                "token_dropout": self.token_dropout,
             }
         )
         return config

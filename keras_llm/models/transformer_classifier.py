@@ -34,6 +34,8 @@ class TransformerClassifier(keras.Model):
         dropout: float in [0, 1), dropout on embeddings, attention probabilities, residual
             branches and the pooled vector.
         num_classes: int >= 2; 2 gives one sigmoid logit, more give `num_classes` softmax logits.
+        token_dropout: float in [0, 1), word dropout (Iyyer et al. 2015): during training each
+            token's embedding is zeroed with this probability (the rest scaled by 1 / (1 - rate)).
         layer_norm_epsilon: float, epsilon of every LayerNorm.
         **kwargs: passed to `keras.Model`.
 
@@ -62,6 +64,7 @@ class TransformerClassifier(keras.Model):
         dropout=0.1,
         num_classes=2,
         layer_norm_epsilon=1e-5,
+        token_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -75,6 +78,7 @@ class TransformerClassifier(keras.Model):
             4 * self.hidden_dim if intermediate_dim is None else intermediate_dim,
         )
         self.dropout = check_dropout_rate(dropout)
+        self.token_dropout = check_dropout_rate(token_dropout, "token_dropout")
         output_dim = classifier_output_dim(num_classes)
         self.num_classes = int(num_classes)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
@@ -89,6 +93,11 @@ class TransformerClassifier(keras.Model):
         )
         self.dropout_layer = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="dropout"
+        )
+        # Word dropout (Iyyer et al. 2015): zero whole token embeddings, one draw per token.
+        self.token_dropout_layer = keras.layers.Dropout(
+            self.token_dropout, noise_shape=(None, None, 1), dtype=self.dtype_policy,
+            name="token_dropout",
         )
         # GPT-2's depth-scaled init of the residual projections (see keras_llm.models.gpt).
         residual_stddev = GPT2_INITIALIZER_STDDEV / math.sqrt(2 * self.num_layers)
@@ -128,6 +137,7 @@ class TransformerClassifier(keras.Model):
     def call(self, inputs, training=None):
         token_ids, padding_mask = unpack_classifier_inputs(inputs, "TransformerClassifier")
         x = self.embedding(token_ids)  # (batch, seq_len, hidden_dim)
+        x = self.token_dropout_layer(x, training=training)
         x = self.dropout_layer(x, training=training)
         for block in self.encoder_blocks:
             # (batch, seq_len, hidden_dim)
@@ -154,6 +164,7 @@ class TransformerClassifier(keras.Model):
                 "intermediate_dim": self.intermediate_dim,
                 "dropout": self.dropout,
                 "num_classes": self.num_classes,
+                "token_dropout": self.token_dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
             }
         )

@@ -46,6 +46,7 @@ def build_classifier(model_config, vocabulary_size, sequence_length, num_classes
             vocabulary_size=vocabulary_size, embedding_dim=model_config.embedding_dim,
             hidden_dim=model_config.hidden_dim, dropout=model_config.dropout,
             bidirectional=model_config.architecture == "bilstm", num_classes=num_classes,
+            token_dropout=model_config.token_dropout,
         )
     if model_config.architecture == "transformer":
         return TransformerClassifier(
@@ -53,6 +54,7 @@ def build_classifier(model_config, vocabulary_size, sequence_length, num_classes
             num_layers=model_config.num_layers, num_heads=model_config.num_heads,
             hidden_dim=model_config.hidden_dim, intermediate_dim=model_config.intermediate_dim,
             dropout=model_config.dropout, num_classes=num_classes,
+            token_dropout=model_config.token_dropout,
         )
     raise ValueError(
         f"--architecture must be lstm, bilstm or transformer; got {model_config.architecture!r}."
