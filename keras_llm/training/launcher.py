@@ -144,6 +144,7 @@ class LocalCluster:
         self.processes = []
         self._readers = []
         self._lock = threading.Lock()
+        self._kill_deadline = None  # Set when a signal was forwarded: when to stop waiting.
 
     def _print(self, line):
         with self._lock:
@@ -173,6 +174,16 @@ class LocalCluster:
             reader.start()
             self._readers.append(reader)
 
+    def forward_signal(self, signum):
+        """Sends `signum` to every worker; those still running `grace_seconds` later are stopped.
+
+        The grace period matters: under MultiWorkerMirroredStrategy TensorFlow installs its own
+        SIGTERM handler (its preemption notifier), so a worker that does not act on it keeps
+        training after SIGTERM.
+        """
+        self._kill_deadline = time.monotonic() + self.grace_seconds
+        self.send_signal(signum)
+
     def send_signal(self, signum):
         """Sends `signum` to every running worker (and its process group)."""
         for process in self.processes:
@@ -183,7 +194,7 @@ class LocalCluster:
                     pass
 
     def stop(self):
-        """SIGTERM to every running worker; SIGKILL to those still running after the grace period."""
+        """SIGTERM to every running worker, then SIGKILL to those still running after the grace."""
         self.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace_seconds
         while time.monotonic() < deadline and any(p.poll() is None for p in self.processes):
@@ -217,6 +228,13 @@ class LocalCluster:
                     break
                 if all(c == 0 for c in codes):
                     break
+                if self._kill_deadline is not None and time.monotonic() > self._kill_deadline:
+                    running = [i for i, c in enumerate(codes) if c is None]
+                    self._print(f"[launcher] workers {running} still running "
+                                f"--grace_seconds={self.grace_seconds:g} after the signal; "
+                                "killing them.\n")
+                    self.send_signal(signal.SIGKILL)
+                    break
                 if deadline is not None and time.monotonic() > deadline:
                     running = [i for i, c in enumerate(codes) if c is None]
                     self._print(f"[launcher] --timeout_seconds={timeout_seconds:g} reached; "
@@ -236,7 +254,7 @@ def launch_local(command, num_workers, timeout_seconds=None, threads_per_worker=
     """Runs `command` as `num_workers` local workers and returns the launcher's exit status.
 
     SIGINT and SIGTERM sent to the launcher are forwarded to every worker (so they can save a
-    checkpoint and exit); a second one, or the grace period running out, kills them.
+    checkpoint and exit); a second one, or `grace_seconds` passing, kills them.
 
     Args:
         command: list of str, run by every worker with its own TF_CONFIG.
@@ -260,7 +278,7 @@ def launch_local(command, num_workers, timeout_seconds=None, threads_per_worker=
         forwarded.append(signum)
         cluster._print(f"[launcher] got {signal.Signals(signum).name}; forwarding it to the "
                        "workers.\n")
-        cluster.send_signal(signum)
+        cluster.forward_signal(signum)
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:

@@ -63,6 +63,18 @@ class RunDirectory:
     def checkpoint_dir(self):
         return os.path.join(self.path, "checkpoints")
 
+    def latest_checkpoint(self):
+        """The run's newest checkpoint, in the model directory: what every worker restores.
+
+        A worker that is not the chief saves into its temporary directory, so its own
+        CheckpointManager never sees the run's checkpoints; restoring from there would resume the
+        chief alone, leaving the other workers at step 0 with their initial weights.
+
+        Returns:
+            str checkpoint prefix (e.g. MODEL_DIR/checkpoints/ckpt-250), or None.
+        """
+        return tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+
     def file(self, name):
         """Path of `name` in the user's model directory (read it on any worker)."""
         return os.path.join(self.model_dir, name)
