@@ -107,6 +107,17 @@ def test_multi_worker_strategy_has_no_collective_timeout(monkeypatch):
     assert options is None or options.timeout_seconds is None
 
 
+def test_multi_worker_after_other_tensorflow_ops_says_why(monkeypatch):
+    # The test process has run ops already, as a program would that creates the strategy late.
+    tf.constant(1.0).numpy()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"worker": [f"127.0.0.1:{_free_port()}"]},
+        "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(RuntimeError, match=r"MultiWorkerMirroredStrategy must be created before "
+                                           r"any other TensorFlow op runs in the process"):
+        make_strategy("multi_worker", cluster_timeout_seconds=5)
+
+
 def test_make_strategy_names():
     with pytest.raises(ValueError, match=r"--strategy must be one of auto, one_device, mirrored, "
                                          r"multi_worker; got 'parameter_server'"):
