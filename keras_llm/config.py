@@ -97,6 +97,17 @@ class TrainConfig:
         "accuracy, f1, ...: highest) and report the final results from it; empty: last step."
     )
     max_checkpoints: int = _field(3, "Checkpoints kept in MODEL_DIR/checkpoints.")
+    recover_from_nan: bool = _field(
+        False, "On a NaN or Inf loss, roll back to the last checkpoint and continue with the "
+        "learning rate times --nan_learning_rate_factor (instead of stopping)."
+    )
+    max_nan_recoveries: int = _field(
+        3, "--recover_from_nan: roll back at most this many times per invocation, then stop with an "
+        "error."
+    )
+    nan_learning_rate_factor: float = _field(
+        0.5, "--recover_from_nan: multiply the learning rate by this factor at every rollback."
+    )
     sample_length: int = _field(200, "Tokens generated from each fixed prompt at evaluation.")
     cluster_timeout_seconds: int = _field(
         120, "multi_worker: fail if the other workers are not reachable within this many seconds."
@@ -242,6 +253,9 @@ def _check_train(train, check):
     check(train.gradient_clip_norm >= 0, "gradient_clip_norm", ">= 0", train.gradient_clip_norm)
     check(train.eval_batches >= 0, "eval_batches", ">= 0", train.eval_batches)
     check(train.sample_length >= 0, "sample_length", ">= 0", train.sample_length)
+    check(train.max_nan_recoveries >= 1, "max_nan_recoveries", ">= 1", train.max_nan_recoveries)
+    check(0 < train.nan_learning_rate_factor < 1, "nan_learning_rate_factor", "in (0, 1)",
+          train.nan_learning_rate_factor)
     check(train.keep_best in ("", "loss", "perplexity", "accuracy", "precision", "recall", "f1"),
           "keep_best", "empty, loss, perplexity, accuracy, precision, recall or f1",
           train.keep_best)

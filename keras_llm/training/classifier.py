@@ -221,7 +221,7 @@ def train_classifier(config, model_dir, log=print):
         checkpoint, run_directory.checkpoint_dir, max_to_keep=train.max_checkpoints,
         step_counter=optimizer.iterations,
     )
-    loop.restore_or_initialize(manager, optimizer.iterations, log)
+    loop.restore_or_initialize(manager, run_directory, optimizer.iterations, log)
     log(f"{model_config.architecture}: {model.count_params():,} parameters, vocabulary "
         f"{tokenizer.vocabulary_size}, classes {label_vocabulary.names}, "
         + ", ".join(f"{len(split):,} {name}" for name, split in splits.items())
@@ -254,13 +254,19 @@ def train_classifier(config, model_dir, log=print):
     best = (loop.BestCheckpoint(checkpoint, run_directory, train.keep_best,
                                 "min" if train.keep_best == "loss" else "max")
             if train.keep_best else None)
-    summary = loop.run_training(
-        trainer, train_dataset, evaluate, manager, run_directory,
-        train_steps=train_steps, eval_interval=eval_interval, log_interval=train.log_interval,
-        checkpoint_interval=min(train.checkpoint_interval, eval_interval),
-        examples_per_step=train.batch_size, units_per_step=train.batch_size,
-        unit_name="examples", log_perplexity=False, best=best, log=log,
-    )
+    try:
+        summary = loop.run_training(
+            trainer, train_dataset, evaluate, manager, run_directory,
+            train_steps=train_steps, eval_interval=eval_interval, log_interval=train.log_interval,
+            checkpoint_interval=min(train.checkpoint_interval, eval_interval),
+            examples_per_step=train.batch_size, units_per_step=train.batch_size,
+            unit_name="examples", log_perplexity=False, best=best, log=log,
+            nan_recoveries=train.max_nan_recoveries if train.recover_from_nan else 0,
+            nan_learning_rate_factor=train.nan_learning_rate_factor,
+        )
+    except BaseException:  # Interrupted or failed: still remove a worker's temporary files.
+        run_directory.close()
+        raise
     chosen = best.restore(log) if best is not None else None
     results = {
         "task": "classification",
@@ -277,6 +283,7 @@ def train_classifier(config, model_dir, log=print):
         "selected_step": chosen["step"] if chosen else summary["steps"],
         "examples_per_second": summary["units_per_second"],
         "num_replicas": replicas,
+        "nan_rollbacks": summary["nan_rollbacks"],
         "strategy": train.strategy,
     }
     if "test" in splits:

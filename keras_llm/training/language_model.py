@@ -138,7 +138,7 @@ def train_language_model(config, model_dir, log=print):
         checkpoint, run_directory.checkpoint_dir, max_to_keep=train.max_checkpoints,
         step_counter=optimizer.iterations,
     )
-    loop.restore_or_initialize(manager, optimizer.iterations, log)
+    loop.restore_or_initialize(manager, run_directory, optimizer.iterations, log)
     log(f"{model_config.architecture}: {model.count_params():,} parameters, vocabulary "
         f"{tokenizer.vocabulary_size}, {len(train_ids):,} training / {len(validation_ids):,} "
         f"validation tokens, {replicas} replica(s) ({type(strategy).__name__}).")
@@ -173,12 +173,18 @@ def train_language_model(config, model_dir, log=print):
     best = (loop.BestCheckpoint(checkpoint, run_directory, train.keep_best,
                                 "min" if train.keep_best in ("loss", "perplexity") else "max")
             if train.keep_best else None)
-    summary = loop.run_training(
-        trainer, train_dataset, evaluate, manager, run_directory,
-        train_steps=train.train_steps, eval_interval=train.eval_interval,
-        log_interval=train.log_interval, checkpoint_interval=train.checkpoint_interval,
-        examples_per_step=train.batch_size, units_per_step=tokens_per_step, best=best, log=log,
-    )
+    try:
+        summary = loop.run_training(
+            trainer, train_dataset, evaluate, manager, run_directory,
+            train_steps=train.train_steps, eval_interval=train.eval_interval,
+            log_interval=train.log_interval, checkpoint_interval=train.checkpoint_interval,
+            examples_per_step=train.batch_size, units_per_step=tokens_per_step, best=best, log=log,
+            nan_recoveries=train.max_nan_recoveries if train.recover_from_nan else 0,
+            nan_learning_rate_factor=train.nan_learning_rate_factor,
+        )
+    except BaseException:  # Interrupted or failed: still remove a worker's temporary files.
+        run_directory.close()
+        raise
     chosen = best.restore(log) if best is not None else None
     validation = chosen["validation"] if chosen else summary["validation"]
     results = {
@@ -196,6 +202,7 @@ def train_language_model(config, model_dir, log=print):
         "tokens_per_second": summary["units_per_second"],
         "wall_seconds": summary["wall_seconds"],
         "num_replicas": replicas,
+        "nan_rollbacks": summary["nan_rollbacks"],
         "strategy": train.strategy,
     }
     run_directory.write_json("results.json", results)
