@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 
-from keras_llm.training.strategy import STRATEGIES
+from keras_llm.training.strategy import CLUSTER_RESOLVERS, STRATEGIES
 
 
 def _field(default, help):  # noqa: A002 - `help` reads best at the call sites below.
@@ -111,6 +111,9 @@ class TrainConfig:
     sample_length: int = _field(200, "Tokens generated from each fixed prompt at evaluation.")
     cluster_timeout_seconds: int = _field(
         120, "multi_worker: fail if the other workers are not reachable within this many seconds."
+    )
+    cluster_resolver: str = _field(
+        "tf_config", "multi_worker: where the cluster comes from: tf_config (TF_CONFIG) or slurm."
     )
 
 
@@ -230,6 +233,8 @@ class _Checker:
 
 def _check_train(train, check):
     check(train.strategy in STRATEGIES, "strategy", " or ".join(STRATEGIES), train.strategy)
+    check(train.cluster_resolver in CLUSTER_RESOLVERS, "cluster_resolver",
+          " or ".join(CLUSTER_RESOLVERS), train.cluster_resolver)
     for name in ("num_cpu_devices", "batch_size", "gradient_accumulation_steps", "train_steps",
                  "eval_interval", "log_interval", "checkpoint_interval", "max_checkpoints"):
         check(getattr(train, name) >= 1, name, ">= 1", getattr(train, name))

@@ -20,7 +20,8 @@ def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):
         "strategy" (class name).
     """
     model_config, train = config.model, config.train
-    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds)
+    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
+                             train.cluster_resolver)
     keras.utils.set_random_seed(train.seed)
     shape = (train.batch_size, model_config.sequence_length)
     ids = np.random.default_rng(train.seed).integers(0, vocabulary_size, size=(64, *shape))

@@ -25,7 +25,11 @@ from keras_llm.models.lstm_classifier import LSTMClassifier
 from keras_llm.models.transformer_classifier import TransformerClassifier
 from keras_llm.training import loop, losses, optimizer as optimizer_lib
 from keras_llm.training.checkpointing import make_checkpoint, reported_checkpoint, restore_model
-from keras_llm.training.run_directory import ModelDirectoryError, RunDirectory
+from keras_llm.training.run_directory import (
+    ModelDirectoryError,
+    RunDirectory,
+    save_directory_atomically,
+)
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
 
@@ -176,7 +180,8 @@ def train_classifier(config, model_dir, log=print):
     config_lib.validate_classifier(config)
     data, model_config, train = config.data, config.model, config.train
     _check_model_directory(config, model_dir)
-    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds)
+    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
+                             train.cluster_resolver)
     replicas = strategy.num_replicas_in_sync
     splits = read_splits(data)
     labels_path = os.path.join(model_dir, "labels.json")
@@ -207,7 +212,7 @@ def train_classifier(config, model_dir, log=print):
     if run_directory.is_chief:
         label_vocabulary.save(labels_path)
         if not os.path.isdir(tokenizer_dir):
-            tokenizer.save(tokenizer_dir)
+            save_directory_atomically(tokenizer.save, tokenizer_dir)
 
     keras.utils.set_random_seed(train.seed)
     with strategy.scope():

@@ -22,7 +22,11 @@ from keras_llm.generation.sampling import generate
 from keras_llm.models.builders import build_language_model
 from keras_llm.training import loop, losses, optimizer as optimizer_lib
 from keras_llm.training.checkpointing import make_checkpoint, reported_checkpoint, restore_model
-from keras_llm.training.run_directory import ModelDirectoryError, RunDirectory
+from keras_llm.training.run_directory import (
+    ModelDirectoryError,
+    RunDirectory,
+    save_directory_atomically,
+)
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
 
@@ -106,7 +110,8 @@ def train_language_model(config, model_dir, log=print):
     config_lib.validate(config)
     data, model_config, train = config.data, config.model, config.train
     check_model_directory(config, model_dir)
-    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds)
+    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
+                             train.cluster_resolver)
     replicas = strategy.num_replicas_in_sync
     if train.batch_size % (replicas * train.gradient_accumulation_steps):
         raise ValueError(
@@ -125,7 +130,7 @@ def train_language_model(config, model_dir, log=print):
     run_directory = RunDirectory(model_dir, strategy)
     run_directory.write_json("config.json", json.loads(config_lib.to_json(config)))
     if run_directory.is_chief and not os.path.isdir(run_directory.file("tokenizer")):
-        tokenizer.save(run_directory.file("tokenizer"))
+        save_directory_atomically(tokenizer.save, run_directory.file("tokenizer"))
 
     keras.utils.set_random_seed(train.seed)
     with strategy.scope():
@@ -150,7 +155,7 @@ def train_language_model(config, model_dir, log=print):
             validation_ids, model_config.sequence_length, train.batch_size, train.eval_batches
         )
     )
-    samples_writer = run_directory.summary_writer("samples")
+    samples_writer = run_directory.summary_writer("samples") if train.sample_length else None
     prompts = [p for p in DEFAULT_SAMPLE_PROMPTS if _covers(tokenizer, p)] or ["\n"]
 
     def evaluate(step):

@@ -294,9 +294,12 @@ class BestCheckpoint:
             raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}.")
         self.metric, self.mode = metric, mode
         self.run_directory = run_directory
-        directory = os.path.join(run_directory.path, "best")
-        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1)
-        self.summary_path = os.path.join(directory, "best.json")
+        # Every worker saves (a collective op) into its own directory, but all of them read the
+        # chief's choice and checkpoint in MODEL_DIR/best, so they agree after a resume too.
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, os.path.join(run_directory.path, "best"), max_to_keep=1)
+        self.chief_directory = run_directory.file("best")
+        self.summary_path = os.path.join(self.chief_directory, "best.json")
         self.summary = None
         if os.path.exists(self.summary_path):
             with open(self.summary_path, encoding="utf-8") as file:
@@ -317,9 +320,10 @@ class BestCheckpoint:
 
     def restore(self, log=print):
         """Restores the best checkpoint into the model; returns its summary (or None)."""
-        if self.manager.latest_checkpoint is None:
+        best = tf.train.latest_checkpoint(self.chief_directory)
+        if best is None or self.summary is None:
             return None
-        self.manager.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        self.manager.checkpoint.restore(best).expect_partial()
         log(f"Restored the best checkpoint (step {self.summary['step']}, validation "
             f"{self.metric} {self.summary['validation'][self.metric]:.4f}).")
         return self.summary

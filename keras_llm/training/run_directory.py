@@ -92,3 +92,20 @@ class RunDirectory:
     def close(self):
         if self._temporary:
             shutil.rmtree(self._temporary, ignore_errors=True)
+
+
+def save_directory_atomically(save_fn, directory):
+    """Calls `save_fn(temporary_directory)`, then renames the result to `directory`.
+
+    Other workers load `MODEL_DIR/tokenizer` when it exists; renaming a complete folder into
+    place means they never see it half-written.
+    """
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    try:
+        save_fn(temporary)
+        os.replace(temporary, directory)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
