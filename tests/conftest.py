@@ -47,3 +47,16 @@ def tiny_language_model_config(data_dir, **train_overrides):
         model=config_lib.ModelConfig(num_layers=2, num_heads=2, hidden_dim=32, sequence_length=32),
         train=config_lib.TrainConfig(**train),
     )
+
+
+def event_tags(directory):
+    """The summary tags written to the TensorBoard event files in `directory`."""
+    import glob
+
+    import tensorflow as tf
+
+    tags = set()
+    for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags

@@ -9,7 +9,6 @@ TensorBoard (scalars and a confusion-matrix image) and written to `MODEL_DIR/res
 import json
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -23,8 +22,8 @@ from keras_llm.evaluation.classification_metrics import (
 )
 from keras_llm.models.lstm_classifier import LSTMClassifier
 from keras_llm.models.transformer_classifier import TransformerClassifier
-from keras_llm.training import loop, losses, optimizer as optimizer_lib
-from keras_llm.training.checkpointing import make_checkpoint, reported_checkpoint, restore_model
+from keras_llm.training import loop, losses
+from keras_llm.training.checkpointing import reported_checkpoint, restore_model
 from keras_llm.training.run_directory import (
     ModelDirectoryError,
     RunDirectory,
@@ -32,6 +31,7 @@ from keras_llm.training.run_directory import (
 )
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
+from keras_llm.training.training_state import create_training_state
 
 
 def build_classifier(model_config, vocabulary_size, sequence_length, num_classes):
@@ -214,19 +214,15 @@ def train_classifier(config, model_dir, log=print):
         if not os.path.isdir(tokenizer_dir):
             save_directory_atomically(tokenizer.save, tokenizer_dir)
 
-    keras.utils.set_random_seed(train.seed)
-    with strategy.scope():
-        model = build_classifier(model_config, tokenizer.vocabulary_size, data.sequence_length,
-                                 label_vocabulary.num_classes)
-        model({"token_ids": tf.ones((1, 4), tf.int32), "padding_mask": tf.ones((1, 4), tf.bool)})
-        optimizer = optimizer_lib.make_optimizer(model, train, train_steps)
-        optimizer.build(model.trainable_variables)
-        checkpoint = make_checkpoint(model, optimizer)
-    manager = tf.train.CheckpointManager(
-        checkpoint, run_directory.checkpoint_dir, max_to_keep=train.max_checkpoints,
-        step_counter=optimizer.iterations,
+    state = create_training_state(
+        strategy,
+        lambda: build_classifier(model_config, tokenizer.vocabulary_size, data.sequence_length,
+                                 label_vocabulary.num_classes),
+        {"token_ids": tf.ones((1, 4), tf.int32), "padding_mask": tf.ones((1, 4), tf.bool)},
+        train, train_steps, run_directory, log,
     )
-    loop.restore_or_initialize(manager, run_directory, optimizer.iterations, log)
+    model, optimizer, checkpoint, manager = (state.model, state.optimizer, state.checkpoint,
+                                             state.manager)
     log(f"{model_config.architecture}: {model.count_params():,} parameters, vocabulary "
         f"{tokenizer.vocabulary_size}, classes {label_vocabulary.names}, "
         + ", ".join(f"{len(split):,} {name}" for name, split in splits.items())

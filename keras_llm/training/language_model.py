@@ -11,7 +11,6 @@ import math
 import os
 import weakref
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -20,8 +19,8 @@ from keras_llm.data import corpora, language_model_dataset
 from keras_llm.data.tokenizers import CharacterTokenizer, WordPieceTokenizer, load_tokenizer
 from keras_llm.generation.sampling import generate
 from keras_llm.models.builders import build_language_model
-from keras_llm.training import loop, losses, optimizer as optimizer_lib
-from keras_llm.training.checkpointing import make_checkpoint, reported_checkpoint, restore_model
+from keras_llm.training import loop, losses
+from keras_llm.training.checkpointing import reported_checkpoint, restore_model
 from keras_llm.training.run_directory import (
     ModelDirectoryError,
     RunDirectory,
@@ -29,6 +28,7 @@ from keras_llm.training.run_directory import (
 )
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
+from keras_llm.training.training_state import create_training_state
 
 # Fixed prompts whose continuations are logged to TensorBoard at every evaluation.
 DEFAULT_SAMPLE_PROMPTS = ("\n", "ROMEO:", "春")
@@ -132,18 +132,13 @@ def train_language_model(config, model_dir, log=print):
     if run_directory.is_chief and not os.path.isdir(run_directory.file("tokenizer")):
         save_directory_atomically(tokenizer.save, run_directory.file("tokenizer"))
 
-    keras.utils.set_random_seed(train.seed)
-    with strategy.scope():
-        model = build_language_model(model_config, tokenizer.vocabulary_size)
-        model(tf.zeros((1, model_config.sequence_length), tf.int32))  # Create the variables.
-        optimizer = optimizer_lib.make_optimizer(model, train, train.train_steps)
-        optimizer.build(model.trainable_variables)
-        checkpoint = make_checkpoint(model, optimizer)
-    manager = tf.train.CheckpointManager(
-        checkpoint, run_directory.checkpoint_dir, max_to_keep=train.max_checkpoints,
-        step_counter=optimizer.iterations,
+    state = create_training_state(
+        strategy, lambda: build_language_model(model_config, tokenizer.vocabulary_size),
+        tf.zeros((1, model_config.sequence_length), tf.int32), train, train.train_steps,
+        run_directory, log,
     )
-    loop.restore_or_initialize(manager, run_directory, optimizer.iterations, log)
+    model, optimizer, checkpoint, manager = (state.model, state.optimizer, state.checkpoint,
+                                             state.manager)
     log(f"{model_config.architecture}: {model.count_params():,} parameters, vocabulary "
         f"{tokenizer.vocabulary_size}, {len(train_ids):,} training / {len(validation_ids):,} "
         f"validation tokens, {replicas} replica(s) ({type(strategy).__name__}).")

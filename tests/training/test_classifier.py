@@ -1,18 +1,16 @@
 """End-to-end classifier runs on a slice of the shared SST-2, and the bad-input paths."""
 
 import dataclasses
-import glob
 import math
 import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_llm import config as config_lib, presets
 from keras_llm.data.labelled_files import DataError
 from keras_llm.training.classifier import evaluate_file, train_classifier
-from tests.conftest import shared_data_path
+from tests.conftest import event_tags, shared_data_path
 
 
 def _quiet(*args, **kwargs):
@@ -42,14 +40,6 @@ def _files_config(tmp_path, preset="lstm_baseline", **train):
                                train=dataclasses.replace(config.train, **train_options))
 
 
-def _event_tags(directory):
-    tags = set()
-    for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
-
-
 @pytest.mark.parametrize("preset", ["lstm_baseline", "transformer"])
 def test_classifier_run_reports_consistent_metrics(tmp_path, preset):
     model_dir = str(tmp_path / "run")
@@ -73,9 +63,9 @@ def test_classifier_run_reports_consistent_metrics(tmp_path, preset):
     assert os.path.exists(os.path.join(model_dir, "labels.json"))
 
     # TensorBoard: validation scalars and confusion-matrix images.
-    tags = _event_tags(os.path.join(model_dir, "logs", "validation"))
+    tags = event_tags(os.path.join(model_dir, "logs", "validation"))
     assert {"accuracy", "precision", "recall", "f1", "loss", "confusion_matrix"} <= tags
-    assert {"loss", "learning_rate", "gradient_norm", "examples_per_second"} <= _event_tags(
+    assert {"loss", "learning_rate", "gradient_norm", "examples_per_second"} <= event_tags(
         os.path.join(model_dir, "logs", "train"))
 
     # experiments.evaluate's function scores the same test file with the reported checkpoint.

@@ -1,7 +1,6 @@
 """End-to-end: real few-step runs on the shared Tiny Shakespeare, resume, and each bad input."""
 
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -21,19 +20,11 @@ from keras_llm.training.language_model import (
     train_language_model,
 )
 from keras_llm.training.losses import token_cross_entropy
-from tests.conftest import REPO_ROOT, tiny_language_model_config
+from tests.conftest import event_tags, REPO_ROOT, tiny_language_model_config
 
 
 def _quiet(*args, **kwargs):
     pass
-
-
-def _event_tags(directory):
-    tags = set()
-    for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
 
 
 def test_few_steps_learn_checkpoint_and_resume(tiny_shakespeare_dir, tmp_path):
@@ -61,9 +52,9 @@ def test_few_steps_learn_checkpoint_and_resume(tiny_shakespeare_dir, tmp_path):
                for line in lines)
     # TensorBoard: the scalars a practitioner watches, and text samples at each evaluation.
     assert {"loss", "perplexity", "learning_rate", "gradient_norm", "tokens_per_second"} <= (
-        _event_tags(os.path.join(model_dir, "logs", "train")))
-    assert {"loss", "perplexity"} <= _event_tags(os.path.join(model_dir, "logs", "validation"))
-    assert "sample_0" in _event_tags(os.path.join(model_dir, "logs", "samples"))
+        event_tags(os.path.join(model_dir, "logs", "train")))
+    assert {"loss", "perplexity"} <= event_tags(os.path.join(model_dir, "logs", "validation"))
+    assert "sample_0" in event_tags(os.path.join(model_dir, "logs", "samples"))
 
     # The checkpoint alone (no optimizer) restores the trained model: its validation loss on the
     # same windows equals the one the run reported.

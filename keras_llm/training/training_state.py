@@ -1,0 +1,51 @@
+"""Model, optimizer and checkpoint of a run, created in the strategy's scope and restored."""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from keras_llm.training import loop, optimizer as optimizer_lib
+from keras_llm.training.checkpointing import make_checkpoint
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """What a checkpoint saves and restores, and the manager that writes it."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+
+
+def create_training_state(strategy, build_model, example_inputs, train_config, train_steps,
+                          run_directory, log=print):
+    """Builds model and optimizer under `strategy`, then resumes from the latest checkpoint.
+
+    Args:
+        strategy: the run's `tf.distribute.Strategy`.
+        build_model: `() -> keras.Model`, called in the strategy's scope after seeding.
+        example_inputs: a batch the model is called on once, to create its variables.
+        train_config: `keras_llm.config.TrainConfig` (seed, optimizer, max_checkpoints, ...).
+        train_steps: the resolved number of optimizer steps (the learning-rate schedule's length).
+        run_directory: a `RunDirectory`; checkpoints go to its `checkpoint_dir`, and every worker
+            restores from the chief's latest checkpoint.
+        log: a print-like function.
+
+    Returns:
+        A `TrainingState`; `optimizer.iterations` holds the step resumed from (0 for a new run).
+    """
+    keras.utils.set_random_seed(train_config.seed)
+    with strategy.scope():
+        model = build_model()
+        model(example_inputs)  # Create the variables.
+        optimizer = optimizer_lib.make_optimizer(model, train_config, train_steps)
+        optimizer.build(model.trainable_variables)
+        checkpoint = make_checkpoint(model, optimizer)
+    manager = tf.train.CheckpointManager(
+        checkpoint, run_directory.checkpoint_dir, max_to_keep=train_config.max_checkpoints,
+        step_counter=optimizer.iterations,
+    )
+    loop.restore_or_initialize(manager, run_directory, optimizer.iterations, log)
+    return TrainingState(model, optimizer, checkpoint, manager)
