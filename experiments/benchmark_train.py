@@ -5,7 +5,7 @@ r"""Measures the training step: tokens/s and ms/step at a preset's shape.
 
 Synthetic token ids of the preset's vocabulary size (67 for Tiny Shakespeare's characters) feed
 the real Trainer step, so the figure is the step's own cost: forward, backward, all-reduce,
-clip and AdamW update. The first `--warmup_steps` steps (tracing, compilation) are not timed.
+clip and AdamW update. The first `--warmup` steps (tracing, compilation) are not timed.
 """
 
 import os

@@ -18,7 +18,9 @@ flags.DEFINE_integer("max_new_tokens", 500, "Tokens to generate.", lower_bound=0
 flags.DEFINE_float("temperature", 1.0, "Softmax temperature; 0 = greedy.", lower_bound=0.0)
 flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens only.", lower_bound=1)
 flags.DEFINE_float("top_p", None, "Nucleus sampling: smallest set of tokens with this total "
-                   "probability (Holtzman et al. 2020).", lower_bound=0.0, upper_bound=1.0)
+                   "probability (Holtzman et al. 2020), in (0, 1].", upper_bound=1.0)
+flags.register_validator("top_p", lambda value: value is None or value > 0,
+                         message="--top_p must be in (0, 1].")
 flags.DEFINE_integer("num_samples", 1, "Independent samples to print.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Sampling seed; the same seed gives the same text.")
 FLAGS = flags.FLAGS
@@ -37,9 +39,13 @@ def main(argv):
         return 1
     print(f"# {FLAGS.model_dir}, step {step}", file=sys.stderr)
     for index in range(FLAGS.num_samples):
-        text = sample_text(model, tokenizer, FLAGS.prompt, FLAGS.max_new_tokens,
-                           config.model.sequence_length, temperature=FLAGS.temperature,
-                           top_k=FLAGS.top_k, top_p=FLAGS.top_p, seed=FLAGS.seed + index)
+        try:
+            text = sample_text(model, tokenizer, FLAGS.prompt, FLAGS.max_new_tokens,
+                               config.model.sequence_length, temperature=FLAGS.temperature,
+                               top_k=FLAGS.top_k, top_p=FLAGS.top_p, seed=FLAGS.seed + index)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         print(text)
         if index + 1 < FLAGS.num_samples:
             print("-" * 40)

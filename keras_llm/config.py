@@ -261,9 +261,6 @@ def _check_train(train, check):
     check(train.max_nan_recoveries >= 1, "max_nan_recoveries", ">= 1", train.max_nan_recoveries)
     check(0 < train.nan_learning_rate_factor < 1, "nan_learning_rate_factor", "in (0, 1)",
           train.nan_learning_rate_factor)
-    check(train.keep_best in ("", "loss", "perplexity", "accuracy", "precision", "recall", "f1"),
-          "keep_best", "empty, loss, perplexity, accuracy, precision, recall or f1",
-          train.keep_best)
 
 
 def _check_transformer_shape(check, hidden_dim, num_heads, intermediate_dim):
@@ -293,6 +290,8 @@ def validate(config):
     if model.architecture == "gpt":
         _check_transformer_shape(check, model.hidden_dim, model.num_heads, model.intermediate_dim)
     check(0.0 <= model.dropout < 1.0, "dropout", "in [0, 1)", model.dropout)
+    check(config.train.keep_best in ("", "loss", "perplexity"), "keep_best",
+          "empty, loss or perplexity for a language model", config.train.keep_best)
     _check_train(config.train, check)
     check.raise_if_any()
     return config
@@ -325,6 +324,9 @@ def validate_classifier(config):
         _check_transformer_shape(check, model.hidden_dim, model.num_heads, model.intermediate_dim)
     check(0.0 <= model.dropout < 1.0, "dropout", "in [0, 1)", model.dropout)
     check(0.0 <= model.token_dropout < 1.0, "token_dropout", "in [0, 1)", model.token_dropout)
+    check(config.train.keep_best in ("", "loss", "accuracy", "precision", "recall", "f1"),
+          "keep_best", "empty, loss, accuracy, precision, recall or f1 for a classifier",
+          config.train.keep_best)
     _check_train(config.train, check)
     check.raise_if_any()
     return config

@@ -13,7 +13,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_llm import config as config_lib
-from keras_llm.data.labelled_files import LabelVocabulary, read_dataset, read_labelled_file
+from keras_llm.data.labelled_files import (
+    LabelVocabulary,
+    read_dataset,
+    read_labelled_file,
+    split_validation,
+)
 from keras_llm.data.tokenizers import WordPieceTokenizer, load_tokenizer
 from keras_llm.evaluation.classification_metrics import (
     classification_report,
@@ -70,7 +75,7 @@ def read_splits(data_config):
     options = {"encoding": data_config.encoding, "errors": data_config.errors,
                "skip_bad_rows": data_config.skip_bad_rows}
     if data_config.dataset != "files":
-        return read_dataset(data_config.dataset, data_config.data_dir, **options)
+        return _with_validation(read_dataset(data_config.dataset, data_config.data_dir, **options))
 
     def column(value):
         return int(value) if value.isdigit() else value
@@ -81,9 +86,22 @@ def read_splits(data_config):
         label_column=column(data_config.label_column),
         header={"auto": None, "true": True, "false": False}[data_config.header],
     )
-    return read_dataset("files", data_config.data_dir, train_file=data_config.train_file,
-                        validation_file=data_config.validation_file,
-                        test_file=data_config.test_file, **options)
+    return _with_validation(read_dataset(
+        "files", data_config.data_dir, train_file=data_config.train_file,
+        validation_file=data_config.validation_file, test_file=data_config.test_file, **options))
+
+
+def _with_validation(splits):
+    """Carves a seeded 10 % validation split from train when the data has none.
+
+    Validation chooses the best epoch; doing that on the test split would report an optimistic
+    test score.
+    """
+    if "validation" not in splits:
+        splits = dict(splits)
+        splits["train"], splits["validation"] = split_validation(splits["train"],
+                                                                 validation_split=0.1)
+    return splits
 
 
 def encode_texts(tokenizer, texts, sequence_length):
@@ -208,7 +226,7 @@ def train_classifier(config, model_dir, log=print):
         )
 
     run_directory = RunDirectory(model_dir, strategy)
-    run_directory.write_json("config.json", json.loads(config_lib.to_json(config)))
+    run_directory.write_config(json.loads(config_lib.to_json(config)), log)
     if run_directory.is_chief:
         label_vocabulary.save(labels_path)
         if not os.path.isdir(tokenizer_dir):
@@ -236,8 +254,7 @@ def train_classifier(config, model_dir, log=print):
         dataset = classification_dataset(ids[name], encoded_labels[name], train.batch_size)
         return strategy.experimental_distribute_dataset(dataset)
 
-    validation_name = "validation" if "validation" in splits else "test"
-    validation_data = evaluation_dataset(validation_name)
+    validation_data = evaluation_dataset("validation")
     validation_writer = run_directory.summary_writer("validation")
 
     def evaluate(step):
@@ -297,7 +314,10 @@ def train_classifier(config, model_dir, log=print):
                              confusion_matrix_image(matrix, label_vocabulary.names))
         results["test"] = report
     results["wall_seconds"] = summary["wall_seconds"]
-    run_directory.write_json("results.json", results)
+    if summary["start_step"] >= summary["steps"] and os.path.exists(run_directory.file("results.json")):
+        log("Nothing was trained; results.json is left as it was.")
+    else:
+        run_directory.write_json("results.json", results)
     run_directory.close()
     return results
 

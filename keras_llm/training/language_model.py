@@ -126,15 +126,18 @@ def train_language_model(config, model_dir, log=print):
     # Fail on a too-short corpus now, before anything is written.
     language_model_dataset.training_dataset(train_ids, model_config.sequence_length, 1, 0)
     language_model_dataset.evaluation_dataset(validation_ids, model_config.sequence_length, 1)
+    # With --epochs, one epoch is one pass over every window start (stride 1).
+    train_steps, eval_interval = loop.resolve_train_steps(
+        train, len(train_ids) - model_config.sequence_length)
 
     run_directory = RunDirectory(model_dir, strategy)
-    run_directory.write_json("config.json", json.loads(config_lib.to_json(config)))
+    run_directory.write_config(json.loads(config_lib.to_json(config)), log)
     if run_directory.is_chief and not os.path.isdir(run_directory.file("tokenizer")):
         save_directory_atomically(tokenizer.save, run_directory.file("tokenizer"))
 
     state = create_training_state(
         strategy, lambda: build_language_model(model_config, tokenizer.vocabulary_size),
-        tf.zeros((1, model_config.sequence_length), tf.int32), train, train.train_steps,
+        tf.zeros((1, model_config.sequence_length), tf.int32), train, train_steps,
         run_directory, log,
     )
     model, optimizer, checkpoint, manager = (state.model, state.optimizer, state.checkpoint,
@@ -176,7 +179,7 @@ def train_language_model(config, model_dir, log=print):
     try:
         summary = loop.run_training(
             trainer, train_dataset, evaluate, manager, run_directory,
-            train_steps=train.train_steps, eval_interval=train.eval_interval,
+            train_steps=train_steps, eval_interval=eval_interval,
             log_interval=train.log_interval, checkpoint_interval=train.checkpoint_interval,
             examples_per_step=train.batch_size, units_per_step=tokens_per_step, best=best, log=log,
             nan_recoveries=train.max_nan_recoveries if train.recover_from_nan else 0,
@@ -205,7 +208,10 @@ def train_language_model(config, model_dir, log=print):
         "nan_rollbacks": summary["nan_rollbacks"],
         "strategy": train.strategy,
     }
-    run_directory.write_json("results.json", results)
+    if summary["start_step"] >= summary["steps"] and os.path.exists(run_directory.file("results.json")):
+        log("Nothing was trained; results.json is left as it was.")
+    else:
+        run_directory.write_json("results.json", results)
     run_directory.close()
     return results
 
@@ -228,13 +234,18 @@ def sample_text(model, tokenizer, prompt, max_new_tokens, sequence_length, tempe
     settings), not token by token in eager mode.
     """
     prompt_ids = tokenizer.tokenize(tf.constant([prompt])).to_tensor()  # (1, prompt_len)
+    if prompt_ids.shape[1] == 0:
+        raise ValueError(f"--prompt={prompt!r} has no tokens; give at least one character.")
     key = (max_new_tokens, sequence_length, temperature, top_k, top_p)
     compiled = _COMPILED_GENERATE.setdefault(model, {})
     if key not in compiled:
+        def generate_ids(ids, seed):
+            return generate(model, ids, max_new_tokens=max_new_tokens,
+                            sequence_length=sequence_length, temperature=temperature,
+                            top_k=top_k, top_p=top_p, seed=seed)
+
         compiled[key] = tf.function(
-            lambda ids, seed: generate(model, ids, max_new_tokens=max_new_tokens,
-                                       sequence_length=sequence_length, temperature=temperature,
-                                       top_k=top_k, top_p=top_p, seed=seed),
+            generate_ids,
             input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([2], tf.int32)],
         )
     output = compiled[key](prompt_ids, tf.constant([seed, 0], tf.int32))

@@ -83,6 +83,21 @@ class RunDirectory:
         if self.is_chief:
             write_json_atomically(self.file(name), value)
 
+    def write_config(self, config, log=print):
+        """Writes config.json; when resuming with other settings, says which ones changed."""
+        path = self.file("config.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as file:
+                saved = json.load(file)
+            changes = [
+                f"--{name}: {saved.get(section, {}).get(name)!r} -> {value!r}"
+                for section, values in config.items() if isinstance(values, dict)
+                for name, value in values.items() if saved.get(section, {}).get(name) != value
+            ]
+            if changes:
+                log("Resuming with changed settings (config.json updated): " + "; ".join(changes))
+        self.write_json("config.json", config)
+
     def summary_writer(self, name):
         """A TensorBoard writer for `logs/<name>` on the chief, a no-op writer elsewhere."""
         if not self.is_chief:

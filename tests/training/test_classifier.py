@@ -120,3 +120,25 @@ def test_invalid_classifier_flags_are_all_reported():
     assert "--dataset must be sst2 or chnsenticorp" in str(error.value)
     with pytest.raises(ValueError, match="not a classifier preset"):
         presets.classifier_config("cnn")
+
+
+def test_validation_is_carved_from_train_never_taken_from_test(tmp_path):
+    config = _files_config(tmp_path, epochs=1)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                  validation_file=None))
+    results = train_classifier(config, str(tmp_path / "run"), log=_quiet)
+    assert results["validation"]["num_examples"] == 64  # 10 % of the 640 training rows.
+    assert results["test"]["num_examples"] == 150
+
+
+def test_keep_best_must_be_a_metric_of_the_task():
+    config = presets.classifier_config("lstm_baseline")
+    bad = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                keep_best="perplexity"))
+    with pytest.raises(ValueError, match="--keep_best must be empty, loss, accuracy"):
+        config_lib.validate_classifier(bad)
+    language_model = presets.language_model_config("shakespeare_char")
+    bad = dataclasses.replace(language_model, train=dataclasses.replace(
+        language_model.train, keep_best="accuracy"))
+    with pytest.raises(ValueError, match="--keep_best must be empty, loss or perplexity"):
+        config_lib.validate(bad)

@@ -152,3 +152,19 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_shakespeare_dir, tmp
 
 def test_corpus_error_is_a_value_error():
     assert issubclass(CorpusError, ValueError)
+
+
+def test_epochs_sets_the_number_of_steps_and_a_finished_run_is_left_alone(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 9, encoding="utf-8")
+    config = _config_with(tmp_path, data={"corpus": str(path)},
+                          train={"epochs": 1, "warmup_steps": 2, "sample_length": 0})
+    model_dir = tmp_path / "run"
+    results = train_language_model(config, str(model_dir), log=_quiet)
+    # 405 characters: 364 train (first 90 %), 364 - 32 = 332 windows, batch 8 -> 42 steps.
+    assert results["steps"] == 42
+    before = (model_dir / "results.json").read_bytes()
+    lines = []
+    train_language_model(config, str(model_dir), log=lines.append)
+    assert (model_dir / "results.json").read_bytes() == before
+    assert any("results.json is left as it was" in line for line in lines)
