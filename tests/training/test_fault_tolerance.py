@@ -156,17 +156,23 @@ def test_dropout_continues_exactly_after_sigint(tiny_shakespeare_dir, tmp_path, 
 
 def test_stop_signals_record_the_signal_and_restore_the_handlers():
     strategy = tf.distribute.get_strategy()
-    before = signal.getsignal(signal.SIGINT)
-    with StopSignals(strategy) as stop:
-        assert not stop.stop_requested()
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.01)  # Python runs the handler at the next bytecode boundary.
-        assert stop.stop_requested() and stop.received == "SIGINT"
-        # A second Ctrl-C acts as without the loop: KeyboardInterrupt at once.
-        with pytest.raises(KeyboardInterrupt):
+    # Start from Python's own Ctrl-C handler, whatever the test runner inherited: a process
+    # started in the background by a non-interactive shell (as CI may be) begins with SIGINT
+    # ignored, and a second Ctrl-C would then do nothing.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with StopSignals(strategy) as stop:
+            assert not stop.stop_requested()
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
-    assert signal.getsignal(signal.SIGINT) is before
+            time.sleep(0.01)  # Python runs the handler at the next bytecode boundary.
+            assert stop.stop_requested() and stop.received == "SIGINT"
+            # A second Ctrl-C acts as without the loop: KeyboardInterrupt at once.
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_stop_signals_outside_the_main_thread_install_nothing():
