@@ -20,7 +20,8 @@ flags.DEFINE_integer("num_workers", 2, "Worker processes to start (worker 0 is t
 flags.DEFINE_float("timeout_seconds", 0, "Stop every worker after this many seconds and exit "
                    "with 124; 0 = no limit.")
 flags.DEFINE_integer("threads_per_worker", 0, "Cap each worker's TensorFlow inter/intra-op thread "
-                     "pools (TF_NUM_INTEROP_THREADS, TF_NUM_INTRAOP_THREADS) at this many; 0 = "
+                     "pools and OpenMP (TF_NUM_INTEROP_THREADS, TF_NUM_INTRAOP_THREADS, "
+                     "OMP_NUM_THREADS) at this many; 0 = "
                      "TensorFlow's default (one per core, in every worker).")
 flags.DEFINE_float("grace_seconds", launcher.DEFAULT_GRACE_SECONDS,
                    "Seconds a worker has to exit after SIGTERM before it is killed.")
