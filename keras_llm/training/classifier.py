@@ -32,6 +32,7 @@ from keras_llm.training.checkpointing import reported_checkpoint, restore_model
 from keras_llm.training.run_directory import (
     ModelDirectoryError,
     RunDirectory,
+    check_model_dir_path,
     save_directory_atomically,
 )
 from keras_llm.training.strategy import make_strategy
@@ -324,6 +325,7 @@ def train_classifier(config, model_dir, log=print):
 
 def _check_model_directory(config, model_dir):
     """Refuses a model directory whose checkpoints belong to another classifier."""
+    check_model_dir_path(model_dir)
     saved_path = os.path.join(model_dir, "config.json")
     if not tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
         return

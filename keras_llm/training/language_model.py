@@ -24,6 +24,7 @@ from keras_llm.training.checkpointing import reported_checkpoint, restore_model
 from keras_llm.training.run_directory import (
     ModelDirectoryError,
     RunDirectory,
+    check_model_dir_path,
     save_directory_atomically,
 )
 from keras_llm.training.strategy import make_strategy
@@ -48,6 +49,7 @@ def check_model_directory(config, model_dir):
     Raises:
         ModelDirectoryError: naming the fields (as flags) that differ and the directory.
     """
+    check_model_dir_path(model_dir)
     saved_path = os.path.join(model_dir, "config.json")
     has_checkpoint = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if not os.path.exists(saved_path):

@@ -28,6 +28,12 @@ class ModelDirectoryError(ValueError):
     """The model directory holds a run this configuration cannot resume."""
 
 
+def check_model_dir_path(model_dir):
+    """Raises ModelDirectoryError if `--model_dir` names an existing file, not a folder."""
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise ModelDirectoryError(f"--model_dir={model_dir} is an existing file, not a folder.")
+
+
 def write_json_atomically(path, value):
     """Writes `value` as indented JSON to `path` via a temporary file and `os.replace`."""
     directory = os.path.dirname(os.path.abspath(path))

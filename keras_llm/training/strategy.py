@@ -136,8 +136,11 @@ def parse_tf_config(text):
             f"TF_CONFIG task type {task_type!r}: this trainer runs only 'chief' and 'worker' "
             "tasks (a cluster may list an 'evaluator', but none is started here)."
         )
-    if isinstance(index, bool) or not isinstance(index, int) or not (
-            0 <= index < len(cluster[task_type])):
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ClusterConfigError(
+            f"TF_CONFIG task index must be a JSON integer (e.g. \"index\": 0); got {index!r}."
+        )
+    if not 0 <= index < len(cluster[task_type]):
         raise ClusterConfigError(
             f"TF_CONFIG task index {index!r} is out of range for job {task_type!r}, which has "
             f"{len(cluster[task_type])} task(s)."

@@ -168,3 +168,11 @@ def test_epochs_sets_the_number_of_steps_and_a_finished_run_is_left_alone(tmp_pa
     train_language_model(config, str(model_dir), log=lines.append)
     assert (model_dir / "results.json").read_bytes() == before
     assert any("results.json is left as it was" in line for line in lines)
+
+
+def test_model_dir_that_is_a_file_is_refused(tiny_shakespeare_dir, tmp_path):
+    path = tmp_path / "not_a_folder"
+    path.write_text("x", encoding="utf-8")
+    with pytest.raises(ModelDirectoryError, match="is an existing file, not a folder"):
+        train_language_model(tiny_language_model_config(tiny_shakespeare_dir), str(path),
+                             log=_quiet)
