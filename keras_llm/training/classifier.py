@@ -315,10 +315,7 @@ def train_classifier(config, model_dir, log=print):
                              confusion_matrix_image(matrix, label_vocabulary.names))
         results["test"] = report
     results["wall_seconds"] = summary["wall_seconds"]
-    if summary["start_step"] >= summary["steps"] and os.path.exists(run_directory.file("results.json")):
-        log("Nothing was trained; results.json is left as it was.")
-    else:
-        run_directory.write_json("results.json", results)
+    run_directory.write_results(results, summary["start_step"] < summary["steps"], log)
     run_directory.close()
     return results
 

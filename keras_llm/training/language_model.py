@@ -210,10 +210,7 @@ def train_language_model(config, model_dir, log=print):
         "nan_rollbacks": summary["nan_rollbacks"],
         "strategy": train.strategy,
     }
-    if summary["start_step"] >= summary["steps"] and os.path.exists(run_directory.file("results.json")):
-        log("Nothing was trained; results.json is left as it was.")
-    else:
-        run_directory.write_json("results.json", results)
+    run_directory.write_results(results, summary["start_step"] < summary["steps"], log)
     run_directory.close()
     return results
 

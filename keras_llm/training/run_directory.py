@@ -104,6 +104,14 @@ class RunDirectory:
                 log("Resuming with changed settings (config.json updated): " + "; ".join(changes))
         self.write_json("config.json", config)
 
+    def write_results(self, results, trained, log=print):
+        """Writes results.json, unless this invocation trained nothing and one already exists
+        (resuming a finished run must not replace its figures with empty ones)."""
+        if not trained and os.path.exists(self.file("results.json")):
+            log("Nothing was trained; results.json is left as it was.")
+        else:
+            self.write_json("results.json", results)
+
     def summary_writer(self, name):
         """A TensorBoard writer for `logs/<name>` on the chief, a no-op writer elsewhere."""
         if not self.is_chief:
