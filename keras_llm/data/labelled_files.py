@@ -54,7 +54,8 @@ DATASETS = ("sst2", "chnsenticorp", "directory", "imdb", "files")
 FILE_FORMATS = ("tsv", "csv", "jsonl")
 _SUFFIX_FORMATS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl",
                    ".ndjson": "jsonl"}
-# Reader options of the named file layouts (see ../shared/data/README.md for the two datasets).
+# Reader options of the named file layouts: SST-2 as distributed for Kim (2014), no header;
+# ChnSentiCorp as distributed by Baidu, with a "label<TAB>text_a" header.
 _FILE_LAYOUTS = {
     "sst2": dict(file_format="tsv", header=False, column_names=("label", "sentence"),
                  text_column="sentence", label_column="label"),
