@@ -30,9 +30,8 @@ from keras_llm.models.transformer_classifier import TransformerClassifier
 from keras_llm.training import loop, losses
 from keras_llm.training.checkpointing import reported_checkpoint, restore_model
 from keras_llm.training.run_directory import (
-    ModelDirectoryError,
     RunDirectory,
-    check_model_dir_path,
+    check_resumable,
     save_directory_atomically,
 )
 from keras_llm.training.strategy import make_strategy
@@ -198,7 +197,8 @@ def train_classifier(config, model_dir, log=print):
     """
     config_lib.validate_classifier(config)
     data, model_config, train = config.data, config.model, config.train
-    _check_model_directory(config, model_dir)
+    check_resumable(model_dir, json.loads(config_lib.to_json(config)),
+                    ("vocabulary_size", "lower_case", "sequence_length"), "classifier")
     strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
                              train.cluster_resolver)
     replicas = strategy.num_replicas_in_sync
@@ -318,33 +318,6 @@ def train_classifier(config, model_dir, log=print):
     run_directory.write_results(results, summary["start_step"] < summary["steps"], log)
     run_directory.close()
     return results
-
-
-def _check_model_directory(config, model_dir):
-    """Refuses a model directory whose checkpoints belong to another classifier."""
-    check_model_dir_path(model_dir)
-    saved_path = os.path.join(model_dir, "config.json")
-    if not tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
-        return
-    if not os.path.exists(saved_path):
-        raise ModelDirectoryError(
-            f"{model_dir} holds checkpoints but no config.json; use another --model_dir.")
-    with open(saved_path, encoding="utf-8") as file:
-        saved = json.load(file)
-    current = json.loads(config_lib.to_json(config))
-    differences = [
-        f"--{name}: saved {saved.get('model', {}).get(name)!r}, requested {value!r}"
-        for name, value in current["model"].items() if saved.get("model", {}).get(name) != value
-    ] + [
-        f"--{name}: saved {saved.get('data', {}).get(name)!r}, requested {current['data'][name]!r}"
-        for name in ("vocabulary_size", "lower_case", "sequence_length")
-        if saved.get("data", {}).get(name) != current["data"][name]
-    ]
-    if differences:
-        raise ModelDirectoryError(
-            f"--model_dir={model_dir} holds a checkpoint of another classifier; it differs in "
-            + "; ".join(differences) + ". Use a new --model_dir, or the saved settings to resume."
-        )
 
 
 def load_trained_classifier(model_dir):

@@ -22,9 +22,8 @@ from keras_llm.models.builders import build_language_model
 from keras_llm.training import loop, losses
 from keras_llm.training.checkpointing import reported_checkpoint, restore_model
 from keras_llm.training.run_directory import (
-    ModelDirectoryError,
     RunDirectory,
-    check_model_dir_path,
+    check_resumable,
     save_directory_atomically,
 )
 from keras_llm.training.strategy import make_strategy
@@ -37,43 +36,6 @@ DEFAULT_SAMPLE_PROMPTS = ("\n", "ROMEO:", "春")
 
 # Compiled decoding loops per model (weak keys: they go with their model).
 _COMPILED_GENERATE = weakref.WeakKeyDictionary()
-
-
-def check_model_directory(config, model_dir):
-    """Fails if `model_dir` holds checkpoints of a different architecture or tokenizer.
-
-    Resuming is automatic when the saved `config.json` has the same `model` and tokenizer
-    settings; anything else would load mismatched weights, so it stops before training and
-    before any file is overwritten.
-
-    Raises:
-        ModelDirectoryError: naming the fields (as flags) that differ and the directory.
-    """
-    check_model_dir_path(model_dir)
-    saved_path = os.path.join(model_dir, "config.json")
-    has_checkpoint = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if not os.path.exists(saved_path):
-        if has_checkpoint:
-            raise ModelDirectoryError(
-                f"{model_dir} holds checkpoints but no config.json; use another --model_dir."
-            )
-        return
-    with open(saved_path, encoding="utf-8") as file:
-        saved = json.load(file)
-    current = json.loads(config_lib.to_json(config))
-    differences = [
-        f"--{name}: saved {saved.get(section, {}).get(name)!r}, requested {value!r}"
-        for section, names in (("model", None), ("data", ("tokenizer", "vocabulary_size",
-                                                           "lower_case")))
-        for name, value in current[section].items()
-        if (names is None or name in names) and saved.get(section, {}).get(name) != value
-    ]
-    if differences and has_checkpoint:
-        raise ModelDirectoryError(
-            f"--model_dir={model_dir} holds a checkpoint of another model; it differs in "
-            + "; ".join(differences)
-            + ". Use a new --model_dir, or the saved settings to resume."
-        )
 
 
 def make_tokenizer(data_config, train_text, model_dir):
@@ -111,7 +73,8 @@ def train_language_model(config, model_dir, log=print):
     """
     config_lib.validate(config)
     data, model_config, train = config.data, config.model, config.train
-    check_model_directory(config, model_dir)
+    check_resumable(model_dir, json.loads(config_lib.to_json(config)),
+                    ("tokenizer", "vocabulary_size", "lower_case"), "model")
     strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
                              train.cluster_resolver)
     replicas = strategy.num_replicas_in_sync

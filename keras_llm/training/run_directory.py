@@ -34,6 +34,46 @@ def check_model_dir_path(model_dir):
         raise ModelDirectoryError(f"--model_dir={model_dir} is an existing file, not a folder.")
 
 
+def check_resumable(model_dir, config, data_fields, kind):
+    """Fails if `model_dir` holds checkpoints that `config` cannot resume.
+
+    Resuming is automatic when the saved config.json has the same `model` section and the same
+    `data_fields` (those that decide the tokenizer and the input shapes); anything else would
+    load mismatched weights, so it stops before training and before any file is overwritten.
+
+    Args:
+        model_dir: str, the --model_dir.
+        config: the run's config as nested dicts (as config.json holds it).
+        data_fields: names in config["data"] that must match too.
+        kind: what the checkpoint is of, for the message ("model", "classifier").
+
+    Raises:
+        ModelDirectoryError: `model_dir` is a file, holds checkpoints without config.json, or
+            holds checkpoints of another `kind`; names the differing fields as flags.
+    """
+    check_model_dir_path(model_dir)
+    if not tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
+        return
+    saved_path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(saved_path):
+        raise ModelDirectoryError(
+            f"{model_dir} holds checkpoints but no config.json; use another --model_dir.")
+    with open(saved_path, encoding="utf-8") as file:
+        saved = json.load(file)
+    compared = [("model", name) for name in config["model"]]
+    compared += [("data", name) for name in data_fields]
+    differences = [
+        f"--{name}: saved {saved.get(section, {}).get(name)!r}, requested "
+        f"{config[section][name]!r}"
+        for section, name in compared if saved.get(section, {}).get(name) != config[section][name]
+    ]
+    if differences:
+        raise ModelDirectoryError(
+            f"--model_dir={model_dir} holds a checkpoint of another {kind}; it differs in "
+            + "; ".join(differences) + ". Use a new --model_dir, or the saved settings to resume."
+        )
+
+
 def write_json_atomically(path, value):
     """Writes `value` as indented JSON to `path` via a temporary file and `os.replace`."""
     directory = os.path.dirname(os.path.abspath(path))
