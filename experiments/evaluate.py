@@ -1,8 +1,10 @@
 r"""Evaluates a trained classifier on any labelled file.
 
     python -m experiments.evaluate --model_dir=runs/lstm_baseline_sst2 \
-        --data=../shared/data/sst2/test.tsv --text_column=1 --label_column=0 --header=false
+        --data=../shared/data/sst2/test.tsv
 
+The file is read as the run's training files were (an `sst2` run reads SST-2-style TSV, a
+`--dataset=files` run its own columns and header); the reader flags below override that.
 Prints accuracy, precision, recall, F1 and the confusion matrix; `--output` also writes them as
 JSON.
 """
@@ -14,22 +16,39 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
+_AS_TRAINED = " Default: as the run's training files were read."
 flags.DEFINE_string("model_dir", None, "A classifier run directory.", required=True)
 flags.DEFINE_string("data", None, "Labelled TSV, CSV or JSONL file.", required=True)
-flags.DEFINE_enum("file_format", "auto", ["auto", "tsv", "csv", "jsonl"], "File format.")
-flags.DEFINE_string("text_column", "sentence", "Text column name or 0-based index.")
-flags.DEFINE_string("label_column", "label", "Label column name or 0-based index.")
-flags.DEFINE_enum("header", "auto", ["auto", "true", "false"], "Whether row 1 is a header.")
-flags.DEFINE_string("encoding", "utf-8", "File encoding.")
-flags.DEFINE_enum("errors", "strict", ["strict", "replace"], "Undecodable bytes.")
+flags.DEFINE_enum("file_format", None, ["auto", "tsv", "csv", "jsonl"],
+                  "File format; auto: from the suffix." + _AS_TRAINED)
+flags.DEFINE_string("text_column", None, "Text column name or 0-based index." + _AS_TRAINED)
+flags.DEFINE_string("label_column", None, "Label column name or 0-based index." + _AS_TRAINED)
+flags.DEFINE_enum("header", None, ["auto", "true", "false"],
+                  "Whether row 1 is a header." + _AS_TRAINED)
+flags.DEFINE_string("encoding", None, "File encoding, e.g. utf-8, cp1252." + _AS_TRAINED)
+flags.DEFINE_enum("errors", None, ["strict", "replace"],
+                  "Undecodable bytes: fail (strict) or replace." + _AS_TRAINED)
 flags.DEFINE_boolean("skip_bad_rows", False, "Skip (and count) malformed rows.")
 flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.", lower_bound=1)
 flags.DEFINE_string("output", None, "Also write the metrics to this JSON file.")
 FLAGS = flags.FLAGS
 
 
-def _column(value):
-    return int(value) if value.isdigit() else value
+def _reader_options():
+    """The reader flags the user set, as `read_labelled_file` options; the rest come from the run."""
+    from keras_llm.training.classifier import HEADER_FLAG_VALUES
+
+    options = {"skip_bad_rows": FLAGS.skip_bad_rows}
+    for name in ("file_format", "encoding", "errors"):
+        if FLAGS[name].value is not None:
+            options[name] = FLAGS[name].value
+    for name in ("text_column", "label_column"):
+        value = FLAGS[name].value
+        if value is not None:
+            options[name] = int(value) if value.isdigit() else value
+    if FLAGS.header is not None:
+        options["header"] = HEADER_FLAG_VALUES[FLAGS.header]
+    return options
 
 
 def main(argv):
@@ -40,13 +59,8 @@ def main(argv):
     from keras_llm.training.run_directory import write_json_atomically
 
     try:
-        report, table = evaluate_file(
-            FLAGS.model_dir, FLAGS.data, batch_size=FLAGS.batch_size,
-            file_format=FLAGS.file_format, text_column=_column(FLAGS.text_column),
-            label_column=_column(FLAGS.label_column),
-            header={"auto": None, "true": True, "false": False}[FLAGS.header],
-            encoding=FLAGS.encoding, errors=FLAGS.errors, skip_bad_rows=FLAGS.skip_bad_rows,
-        )
+        report, table = evaluate_file(FLAGS.model_dir, FLAGS.data, batch_size=FLAGS.batch_size,
+                                      **_reader_options())
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

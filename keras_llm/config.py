@@ -8,6 +8,7 @@ overrides of these defaults; the resolved config is saved as `MODEL_DIR/config.j
 import dataclasses
 import json
 import math
+import os
 
 from keras_llm.training.strategy import CLUSTER_RESOLVERS, STRATEGIES
 
@@ -201,6 +202,55 @@ def from_dict(cls, values, where="config"):
             value = from_dict(factory, value, where=f"{where}.{name}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+# What reads and writes each kind of run directory, for "wrong kind of run" errors.
+_RUN_KINDS = {
+    "LanguageModelConfig": ("language-model", "experiments.train_lm, experiments.sample"),
+    "ClassifierConfig": ("classifier", "experiments.train_classifier, experiments.evaluate"),
+}
+
+
+def load_run_config(model_dir, cls):
+    """Reads `model_dir/config.json`, the resolved config a training run saved, as `cls`.
+
+    Args:
+        model_dir: str, a run directory written by `train_language_model` or `train_classifier`.
+        cls: `LanguageModelConfig` or `ClassifierConfig`, the kind of run the caller expects.
+
+    Returns:
+        An instance of `cls`.
+
+    Raises:
+        FileNotFoundError: `model_dir/config.json` does not exist.
+        ValueError: the directory holds the other kind of run (the message names it and the
+            commands that read it), or config.json has fields `cls` does not know.
+    """
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is --model_dir={model_dir} a training run?")
+    with open(path, encoding="utf-8") as file:
+        try:
+            values = json.load(file)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error}).") from None
+    try:
+        return from_dict(cls, values, where=path)
+    except (TypeError, ValueError):
+        for other in (LanguageModelConfig, ClassifierConfig):
+            if other is cls:
+                continue
+            try:
+                from_dict(other, values)
+            except (TypeError, ValueError):
+                continue
+            kind, commands = _RUN_KINDS[other.__name__]
+            expected, _ = _RUN_KINDS[cls.__name__]
+            raise ValueError(
+                f"--model_dir={model_dir} holds a {kind} run ({path}); expected a {expected} "
+                f"run. {kind.capitalize()} runs are read by {commands}."
+            ) from None
+        raise
 
 
 def replace_fields(config, overrides, where):

@@ -70,6 +70,17 @@ VALIDATION_SPLIT = 0.2
 VALIDATION_SEED = 1337
 
 
+def layout_reader_options(dataset):
+    """The `read_labelled_file` options of a named file layout ("sst2", "chnsenticorp").
+
+    Returns:
+        A new dict (file_format, header, text_column, label_column, ...), or None when `dataset`
+        is not a file layout (class folders, "imdb", "files").
+    """
+    layout = _FILE_LAYOUTS.get(dataset)
+    return dict(layout) if layout is not None else None
+
+
 def read_labelled_file(path, *, file_format="auto", text_column="sentence", label_column="label",
                        header=None, column_names=None, encoding="utf-8", errors="strict",
                        skip_bad_rows=False):

@@ -15,6 +15,7 @@ import tensorflow as tf
 from keras_llm import config as config_lib
 from keras_llm.data.labelled_files import (
     LabelVocabulary,
+    layout_reader_options,
     read_dataset,
     read_labelled_file,
     split_validation,
@@ -37,6 +38,10 @@ from keras_llm.training.run_directory import (
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.training_state import create_training_state
+
+
+# --header flag value -> `read_labelled_file(header=...)`.
+HEADER_FLAG_VALUES = {"auto": None, "true": True, "false": False}
 
 
 def build_classifier(model_config, vocabulary_size, sequence_length, num_classes):
@@ -70,22 +75,38 @@ def build_classifier(model_config, vocabulary_size, sequence_length, num_classes
     )
 
 
+def _column(value):
+    return int(value) if value.isdigit() else value
+
+
+def file_reader_options(data_config):
+    """The `read_labelled_file` options a run's files were read with.
+
+    A named file layout (`sst2`, `chnsenticorp`) gives its own columns and header; `files` gives
+    the configured `--file_format`, `--text_column`, `--label_column` and `--header`; class-folder
+    layouts (`directory`, `imdb`) give only the encoding, so the reader's defaults apply.
+    """
+    options = {"encoding": data_config.encoding, "errors": data_config.errors}
+    layout = layout_reader_options(data_config.dataset)
+    if layout is not None:
+        options.update(layout)
+    elif data_config.dataset == "files":
+        options.update(
+            file_format=data_config.file_format,
+            text_column=_column(data_config.text_column),
+            label_column=_column(data_config.label_column),
+            header=HEADER_FLAG_VALUES[data_config.header],
+        )
+    return options
+
+
 def read_splits(data_config):
     """Reads the dataset's splits as `LabelledTexts`, with the reader options of the config."""
     options = {"encoding": data_config.encoding, "errors": data_config.errors,
                "skip_bad_rows": data_config.skip_bad_rows}
     if data_config.dataset != "files":
         return _with_validation(read_dataset(data_config.dataset, data_config.data_dir, **options))
-
-    def column(value):
-        return int(value) if value.isdigit() else value
-
-    options.update(
-        file_format=data_config.file_format,
-        text_column=column(data_config.text_column),
-        label_column=column(data_config.label_column),
-        header={"auto": None, "true": True, "false": False}[data_config.header],
-    )
+    options.update(file_reader_options(data_config))
     return _with_validation(read_dataset(
         "files", data_config.data_dir, train_file=data_config.train_file,
         validation_file=data_config.validation_file, test_file=data_config.test_file, **options))
@@ -329,13 +350,9 @@ def load_trained_classifier(model_dir):
 
     Raises:
         FileNotFoundError: config.json, labels.json, tokenizer/ or a checkpoint is missing.
+        ValueError: `model_dir` holds a language-model run.
     """
-    config_path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(f"{config_path} not found: is --model_dir a training run?")
-    with open(config_path, encoding="utf-8") as file:
-        config = config_lib.from_dict(config_lib.ClassifierConfig, json.load(file),
-                                      where=config_path)
+    config = config_lib.load_run_config(model_dir, config_lib.ClassifierConfig)
     latest = reported_checkpoint(model_dir)
     labels = LabelVocabulary.load(os.path.join(model_dir, "labels.json"))
     tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer"))
@@ -347,14 +364,35 @@ def load_trained_classifier(model_dir):
 
 
 def evaluate_file(model_dir, path, batch_size=64, **reader_options):
-    """Evaluates a trained classifier on a labelled file (see `read_labelled_file`).
+    """Evaluates a trained classifier on a labelled file.
+
+    The file is read as the run's own files were (`file_reader_options` of its config): a model
+    trained with `--dataset=sst2` reads another SST-2-style file with no options. Options given
+    here override those; giving any of `file_format`, `text_column`, `label_column` or `header`
+    also drops the layout's `column_names`.
+
+    Args:
+        model_dir: str, a classifier run directory.
+        path: str, the labelled TSV, CSV or JSON Lines file.
+        batch_size: int, examples per evaluation batch.
+        **reader_options: `read_labelled_file` options (file_format, text_column, label_column,
+            header, encoding, errors, skip_bad_rows).
 
     Returns:
         The metrics report of `classification_report` plus "loss", and the printable table.
+
+    Raises:
+        FileNotFoundError: the run lacks config.json, labels.json, tokenizer/ or a checkpoint.
+        ValueError: `model_dir` holds a language-model run, or bad options.
+        DataError: a bad row (naming file and line) or a label the model was not trained on.
     """
     model, tokenizer, labels, config = load_trained_classifier(model_dir)
-    data = read_labelled_file(path, **reader_options)
-    if reader_options.get("skip_bad_rows"):
+    options = file_reader_options(config.data)
+    if reader_options.keys() & {"file_format", "text_column", "label_column", "header"}:
+        options.pop("column_names", None)
+    options.update(reader_options)
+    data = read_labelled_file(path, **options)
+    if options.get("skip_bad_rows"):
         data = labels.filter_known(data)
     ids = encode_texts(tokenizer, data.texts, config.data.sequence_length)
     strategy = tf.distribute.get_strategy()

@@ -224,13 +224,9 @@ def load_trained_language_model(model_dir):
 
     Raises:
         FileNotFoundError: no config.json, tokenizer or checkpoint in `model_dir`.
+        ValueError: `model_dir` holds a classifier run.
     """
-    config_path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(f"{config_path} not found: is --model_dir a training run?")
-    with open(config_path, encoding="utf-8") as file:
-        config = config_lib.from_dict(config_lib.LanguageModelConfig, json.load(file),
-                                      where=config_path)
+    config = config_lib.load_run_config(model_dir, config_lib.LanguageModelConfig)
     latest = reported_checkpoint(model_dir)
     tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer"))
     model = build_language_model(config.model, tokenizer.vocabulary_size)

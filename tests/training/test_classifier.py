@@ -9,7 +9,12 @@ import pytest
 
 from keras_llm import config as config_lib, presets
 from keras_llm.data.labelled_files import DataError
-from keras_llm.training.classifier import evaluate_file, train_classifier
+from keras_llm.training.classifier import (
+    evaluate_file,
+    load_trained_classifier,
+    train_classifier,
+)
+from keras_llm.training.language_model import load_trained_language_model
 from tests.conftest import event_tags, shared_data_path
 
 
@@ -73,6 +78,9 @@ def test_classifier_run_reports_consistent_metrics(tmp_path, preset):
                                   label_column=0, header=False)
     assert report["confusion_matrix"] == test["confusion_matrix"]
     assert "confusion matrix" in table
+    # Without reader options the file is read as the run's files were (columns 1/0, no header).
+    report, _ = evaluate_file(model_dir, str(tmp_path / "test.tsv"))
+    assert report["confusion_matrix"] == test["confusion_matrix"]
 
 
 def test_unseen_label_in_dev_names_file_and_line(tmp_path):
@@ -142,3 +150,19 @@ def test_keep_best_must_be_a_metric_of_the_task():
         language_model.train, keep_best="accuracy"))
     with pytest.raises(ValueError, match="--keep_best must be empty, loss or perplexity"):
         config_lib.validate(bad)
+
+
+def test_run_directories_of_the_other_task_are_named_as_such(tmp_path):
+    language_model_dir, classifier_dir = tmp_path / "lm", tmp_path / "classifier"
+    for directory, config in ((language_model_dir, presets.language_model_config("shakespeare_char")),
+                              (classifier_dir, presets.classifier_config("transformer"))):
+        directory.mkdir()
+        (directory / "config.json").write_text(config_lib.to_json(config), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"holds a language-model run .*expected a classifier run"):
+        load_trained_classifier(str(language_model_dir))
+    with pytest.raises(ValueError, match=r"holds a classifier run .*expected a language-model run"):
+        load_trained_language_model(str(classifier_dir))
+    # A config.json that is neither keeps the unknown-field error, naming the file.
+    (classifier_dir / "config.json").write_text('{"model": {"colour": 1}}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"config\.json.*unknown field"):
+        load_trained_classifier(str(classifier_dir))
