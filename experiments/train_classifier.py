@@ -12,12 +12,12 @@ field is a flag of the same name. Examples:
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
+from experiments.command import run_job
 from experiments.config_flags import apply_config_flags, define_config_flags
 from keras_llm import config as config_lib, presets
 
@@ -35,13 +35,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from keras_llm.training.classifier import train_classifier  # Imports TensorFlow.
 
-    try:
+    def job():
         config = apply_config_flags(presets.classifier_config(FLAGS.preset), SECTIONS)
-        model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.dataset}"
-        results = train_classifier(config, model_dir)
-    except (ValueError, FloatingPointError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return train_classifier(config,
+                                FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.dataset}")
+
+    results, status = run_job(job)
+    if status:
+        return status
     test = results.get("test", results["validation"])
     print(f"done: {results['steps']} steps, {'test' if 'test' in results else 'validation'} "
           f"accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f}, {results['wall_seconds']:.0f} s")

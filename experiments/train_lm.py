@@ -10,13 +10,13 @@ a file. Example:
 """
 
 import os
-import sys
 
 # TensorFlow's C++ INFO and WARNING lines drown the progress lines; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
+from experiments.command import run_job
 from experiments.config_flags import apply_config_flags, define_config_flags
 from keras_llm import config as config_lib, presets
 
@@ -34,12 +34,13 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Progress lines are printed; absl INFO is noise.
     from keras_llm.training.language_model import train_language_model  # Imports TensorFlow.
 
-    try:
+    def job():
         config = apply_config_flags(presets.language_model_config(FLAGS.preset), SECTIONS)
-        results = train_language_model(config, FLAGS.model_dir or f"runs/{FLAGS.preset}")
-    except (ValueError, FloatingPointError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return train_language_model(config, FLAGS.model_dir or f"runs/{FLAGS.preset}")
+
+    results, status = run_job(job)
+    if status:
+        return status
     validation = results["validation"]
     print(f"done: {results['steps']} steps, validation loss {validation['loss']:.4f} nats/token "
           f"(perplexity {validation['perplexity']:.2f}), {results['tokens_per_second']:,.0f} "

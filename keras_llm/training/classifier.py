@@ -219,7 +219,7 @@ def train_classifier(config, model_dir, log=print):
     config_lib.validate_classifier(config)
     data, model_config, train = config.data, config.model, config.train
     check_resumable(model_dir, json.loads(config_lib.to_json(config)),
-                    ("vocabulary_size", "lower_case", "sequence_length"), "classifier")
+                    ("dataset", "vocabulary_size", "lower_case", "sequence_length"), "classifier")
     strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
                              train.cluster_resolver)
     replicas = strategy.num_replicas_in_sync

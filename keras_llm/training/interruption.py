@@ -38,10 +38,16 @@ class TrainingInterrupted(RuntimeError):
             receive one itself.
         step: the optimizer step the checkpoint was saved at.
         checkpoint_path: the checkpoint prefix in the model directory, e.g. `.../ckpt-5`.
+        exit_status: the status a command should exit with, by the shell's convention for a
+            process stopped by a signal: 128 + the signal number (130 for SIGINT, 143 for
+            SIGTERM). A worker stopped because another worker was signalled reports 143, as
+            if the scheduler's SIGTERM had reached it too.
     """
 
     def __init__(self, signal_name, step, checkpoint_path):
         self.signal_name, self.step, self.checkpoint_path = signal_name, step, checkpoint_path
+        signum = signal.Signals.__members__.get(signal_name, signal.SIGTERM)
+        self.exit_status = 128 + int(signum)
         super().__init__(f"Interrupted by {signal_name} at step {step}; checkpoint saved to "
                          f"{checkpoint_path}; rerun the same command to resume.")
 

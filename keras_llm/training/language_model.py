@@ -74,7 +74,8 @@ def train_language_model(config, model_dir, log=print):
     config_lib.validate(config)
     data, model_config, train = config.data, config.model, config.train
     check_resumable(model_dir, json.loads(config_lib.to_json(config)),
-                    ("tokenizer", "vocabulary_size", "lower_case"), "model")
+                    ("corpus", "tokenizer", "vocabulary_size", "lower_case"),
+                    "language-model")
     strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
                              train.cluster_resolver)
     replicas = strategy.num_replicas_in_sync

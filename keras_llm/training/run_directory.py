@@ -38,8 +38,11 @@ def check_resumable(model_dir, config, data_fields, kind):
     """Fails if `model_dir` holds checkpoints that `config` cannot resume.
 
     Resuming is automatic when the saved config.json has the same `model` section and the same
-    `data_fields` (those that decide the tokenizer and the input shapes); anything else would
-    load mismatched weights, so it stops before training and before any file is overwritten.
+    `data_fields` (the data itself, and what decides the tokenizer and the input shapes);
+    anything else would load mismatched weights, or continue another corpus's data order with
+    this one's, so it stops before training and before any file is overwritten. Other settings
+    (learning rate, steps, data_dir, ...) may change on resume; `RunDirectory.write_config`
+    logs them.
 
     Args:
         model_dir: str, the --model_dir.
@@ -69,7 +72,7 @@ def check_resumable(model_dir, config, data_fields, kind):
     ]
     if differences:
         raise ModelDirectoryError(
-            f"--model_dir={model_dir} holds a checkpoint of another {kind}; it differs in "
+            f"--model_dir={model_dir} holds a checkpoint of another {kind} run; it differs in "
             + "; ".join(differences) + ". Use a new --model_dir, or the saved settings to resume."
         )
 

@@ -146,6 +146,12 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_shakespeare_dir, tmp
     other = dataclasses.replace(config, model=dataclasses.replace(config.model, architecture="lstm"))
     with pytest.raises(ModelDirectoryError, match=r"--architecture: saved 'gpt', requested 'lstm'"):
         train_language_model(other, str(model_dir), log=_quiet)
+    # Another corpus would be read with this run's tokenizer and data position: refused too.
+    other_corpus = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                        corpus="python_docs"))
+    with pytest.raises(ModelDirectoryError,
+                       match=r"--corpus: saved 'tiny_shakespeare', requested 'python_docs'"):
+        train_language_model(other_corpus, str(model_dir), log=_quiet)
     after = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
     assert after == before
 

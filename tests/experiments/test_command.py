@@ -1,0 +1,45 @@
+"""Exit statuses of the training commands (`experiments.command.run_job`)."""
+
+import signal
+
+import pytest
+
+from experiments.command import EXIT_FAILURE, run_job
+from keras_llm.training.interruption import TrainingInterrupted
+
+
+def _raise(error):
+    def job():
+        raise error
+    return job
+
+
+def test_success_returns_the_results():
+    assert run_job(lambda: {"steps": 3}) == ({"steps": 3}, 0)
+
+
+@pytest.mark.parametrize("signal_name, status", [
+    ("SIGINT", 130),  # 128 + 2, what a shell reports for Ctrl-C.
+    ("SIGTERM", 143),  # 128 + 15.
+    ("a stop signal on another worker", 143),
+])
+def test_interrupted_run_exits_with_the_shell_signal_status(capsys, signal_name, status):
+    interrupted = TrainingInterrupted(signal_name, 7, "/runs/x/checkpoints/ckpt-7")
+    assert interrupted.exit_status == status
+    assert run_job(_raise(interrupted)) == (None, status)
+    assert capsys.readouterr().err == (
+        f"error: Interrupted by {signal_name} at step 7; checkpoint saved to "
+        "/runs/x/checkpoints/ckpt-7; rerun the same command to resume.\n")
+    assert status == 128 + (signal.SIGINT if signal_name == "SIGINT" else signal.SIGTERM)
+
+
+@pytest.mark.parametrize("error", [ValueError("--batch_size must be >= 1; got 0."),
+                                   FloatingPointError("NaN loss at step 5")])
+def test_expected_failures_print_one_line_and_exit_1(capsys, error):
+    assert run_job(_raise(error)) == (None, EXIT_FAILURE)
+    assert capsys.readouterr().err == f"error: {error}\n"
+
+
+def test_bugs_keep_their_traceback():
+    with pytest.raises(KeyError):
+        run_job(_raise(KeyError("bug")))
