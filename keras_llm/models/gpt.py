@@ -8,15 +8,14 @@ normal(0, 0.02 / sqrt(2 * num_layers)) -- "a modified initialization which accou
 accumulation on the residual path with model depth" (two residual additions per block).
 """
 
-import math
 
 import keras
 from keras import ops
 
-from keras_llm.layers.initializers import GPT2_INITIALIZER_STDDEV
 from keras_llm.layers.initializers import gpt2_normal
 from keras_llm.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_llm.layers.transformer_decoder_block import TransformerDecoderBlock
+from keras_llm.layers.transformer_stack import gpt2_block_stack
 from keras_llm.layers.validation import check_dropout_rate
 from keras_llm.layers.validation import check_positive_int
 
@@ -90,23 +89,18 @@ class GPTBackbone(keras.Model):
         self.embedding_dropout = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="embedding_dropout"
         )
-        # GPT-2 sec. 2.3 / nanoGPT: scale the residual projections' init by 1/sqrt(N), N = 2 *
-        # num_layers residual additions, so the residual stream's variance does not grow with depth.
-        residual_stddev = GPT2_INITIALIZER_STDDEV / math.sqrt(2 * self.num_layers)
-        self.transformer_blocks = [
-            TransformerDecoderBlock(
-                num_heads=self.num_heads,
-                hidden_dim=self.hidden_dim,
-                intermediate_dim=self.intermediate_dim,
-                dropout=self.dropout,
-                layer_norm_epsilon=self.layer_norm_epsilon,
-                kernel_initializer=gpt2_normal(),
-                residual_kernel_initializer=gpt2_normal(residual_stddev),
-                dtype=self.dtype_policy,
-                name=f"transformer_block_{i}",
-            )
-            for i in range(self.num_layers)
-        ]
+        # GPT-2 sec. 2.3: residual projections drawn with std 0.02 / sqrt(2 * num_layers).
+        self.transformer_blocks = gpt2_block_stack(
+            TransformerDecoderBlock,
+            self.num_layers,
+            "transformer_block",
+            num_heads=self.num_heads,
+            hidden_dim=self.hidden_dim,
+            intermediate_dim=self.intermediate_dim,
+            dropout=self.dropout,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+        )
         self.final_layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="final_layer_norm"
         )

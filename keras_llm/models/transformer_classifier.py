@@ -1,14 +1,13 @@
 """A bidirectional Transformer encoder with mean pooling and a classification head."""
 
-import math
 
 import keras
 from keras import ops
 
-from keras_llm.layers.initializers import GPT2_INITIALIZER_STDDEV
 from keras_llm.layers.initializers import gpt2_normal
 from keras_llm.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_llm.layers.transformer_encoder_block import TransformerEncoderBlock
+from keras_llm.layers.transformer_stack import gpt2_block_stack
 from keras_llm.layers.validation import check_dropout_rate
 from keras_llm.layers.validation import check_positive_int
 from keras_llm.models.classifier_inputs import classifier_output_dim
@@ -100,21 +99,17 @@ class TransformerClassifier(keras.Model):
             name="token_dropout",
         )
         # GPT-2's depth-scaled init of the residual projections (see keras_llm.models.gpt).
-        residual_stddev = GPT2_INITIALIZER_STDDEV / math.sqrt(2 * self.num_layers)
-        self.encoder_blocks = [
-            TransformerEncoderBlock(
-                num_heads=self.num_heads,
-                hidden_dim=self.hidden_dim,
-                intermediate_dim=self.intermediate_dim,
-                dropout=self.dropout,
-                layer_norm_epsilon=self.layer_norm_epsilon,
-                kernel_initializer=gpt2_normal(),
-                residual_kernel_initializer=gpt2_normal(residual_stddev),
-                dtype=self.dtype_policy,
-                name=f"encoder_block_{i}",
-            )
-            for i in range(self.num_layers)
-        ]
+        self.encoder_blocks = gpt2_block_stack(
+            TransformerEncoderBlock,
+            self.num_layers,
+            "encoder_block",
+            num_heads=self.num_heads,
+            hidden_dim=self.hidden_dim,
+            intermediate_dim=self.intermediate_dim,
+            dropout=self.dropout,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+        )
         self.final_layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="final_layer_norm"
         )
