@@ -86,6 +86,11 @@ class TrainConfig:
         0.1, "Decoupled weight decay (Loshchilov & Hutter 2019), not on norms, biases, embeddings."
     )
     gradient_clip_norm: float = _field(1.0, "Clip gradients to this global norm; 0 disables.")
+    weight_average_decay: float = _field(
+        0.0, "If > 0: keep an exponential moving average of the weights with this decay (Polyak "
+        "averaging; 0.999 spans ~1,000 steps) and evaluate, keep as best, sample and export it; "
+        "training still updates the raw weights. 0: use the last weights."
+    )
     seed: int = _field(1337, "Seed for initialization, data order and dropout.")
     eval_interval: int = _field(
         250, "Validate (and sample) every this many steps; with --epochs, once per epoch."
@@ -306,6 +311,8 @@ def _check_train(train, check):
     check(0 <= train.beta_2 < 1, "beta_2", "in [0, 1)", train.beta_2)
     check(train.weight_decay >= 0, "weight_decay", ">= 0", train.weight_decay)
     check(train.gradient_clip_norm >= 0, "gradient_clip_norm", ">= 0", train.gradient_clip_norm)
+    check(0 <= train.weight_average_decay < 1, "weight_average_decay", "in [0, 1)",
+          train.weight_average_decay)
     check(train.eval_batches >= 0, "eval_batches", ">= 0", train.eval_batches)
     check(train.sample_length >= 0, "sample_length", ">= 0", train.sample_length)
     check(train.max_nan_recoveries >= 1, "max_nan_recoveries", ">= 1", train.max_nan_recoveries)

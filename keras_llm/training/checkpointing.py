@@ -9,6 +9,8 @@ the checkpoint names every model variable explicitly:
     model/weights/<path below the model>   e.g. backbone/transformer_block_0/.../kernel
     model/random_state/<k>                 Keras SeedGenerator states (dropout), in order
     optimizer/...                          the Keras optimizer (slots, iteration count)
+    weight_average/weights/<path>          the moving average of each trainable weight, when the
+                                           run keeps one (`weight_average.WeightAverage`)
 
 Paths drop the model's own name, which Keras makes unique per process (`gpt_language_model_1`),
 so a checkpoint restores into a model built in any process.
@@ -17,6 +19,11 @@ so a checkpoint restores into a model built in any process.
 import os
 
 import tensorflow as tf
+
+
+def weight_name(variable):
+    """A weight's checkpoint name: its Keras path below the model, e.g. `backbone/.../kernel`."""
+    return variable.path.split("/", 1)[-1]
 
 
 def model_state(model):
@@ -29,7 +36,7 @@ def model_state(model):
         raise ValueError(f"Model {model.name!r} has no weights yet: call it once before checkpointing.")
     weights = {}
     for variable in model.weights:
-        name = variable.path.split("/", 1)[-1]
+        name = weight_name(variable)
         if name in weights:
             raise ValueError(f"Two weights of {model.name!r} share the path {variable.path!r}.")
         weights[name] = variable
@@ -41,15 +48,33 @@ def model_state(model):
     return state
 
 
-def make_checkpoint(model, optimizer=None):
-    """`tf.train.Checkpoint` of `model_state(model)` and, if given, the optimizer."""
-    if optimizer is None:
-        return tf.train.Checkpoint(model=model_state(model))
-    return tf.train.Checkpoint(model=model_state(model), optimizer=optimizer)
+def _named_weights(weights):
+    state = tf.Module(name="weight_state")
+    state.weights = weights
+    return state
+
+
+def make_checkpoint(model, optimizer=None, weight_average=None):
+    """`tf.train.Checkpoint` of `model_state(model)`, the optimizer and the weight average, if given.
+
+    Args:
+        model: a built `keras.Model`.
+        optimizer: its Keras optimizer, or None (readers that only need the weights).
+        weight_average: a `weight_average.WeightAverage` of the model, or None.
+    """
+    parts = {"model": model_state(model)}
+    if optimizer is not None:
+        parts["optimizer"] = optimizer
+    if weight_average is not None:
+        parts["weight_average"] = _named_weights(weight_average.averages)
+    return tf.train.Checkpoint(**parts)
 
 
 def restore_model(model, checkpoint_path):
-    """Restores only the model's variables (no optimizer needed) from `checkpoint_path`.
+    """Restores the model's weights (no optimizer needed) from `checkpoint_path`.
+
+    When the run kept a moving average of the weights, the model gets the averages: they are
+    what the run evaluated and reported.
 
     Returns:
         The step the checkpoint was saved at (the optimizer's iteration count), or None.
@@ -58,9 +83,28 @@ def restore_model(model, checkpoint_path):
         AssertionError: a model variable is missing from the checkpoint (another architecture).
     """
     make_checkpoint(model).restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
+    if has_weight_average(checkpoint_path):
+        _restore_weights({weight_name(v): v for v in model.trainable_weights}, checkpoint_path)
     reader = tf.train.load_checkpoint(checkpoint_path)
     key = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
     return int(reader.get_tensor(key)) if reader.has_tensor(key) else None
+
+
+def has_weight_average(checkpoint_path):
+    """Whether the checkpoint holds a moving average of the weights (`weight_average/...`)."""
+    names = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    return any(name.startswith("weight_average/") for name in names)
+
+
+def restore_weight_average(weight_average, checkpoint_path):
+    """Restores a `WeightAverage`'s averages from a checkpoint that `has_weight_average`."""
+    _restore_weights(weight_average.averages, checkpoint_path)
+
+
+def _restore_weights(variables_by_name, checkpoint_path):
+    # Saved as weight_average/weights/<name>: restore those values into `variables_by_name`.
+    checkpoint = tf.train.Checkpoint(weight_average=_named_weights(variables_by_name))
+    checkpoint.restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
 
 
 def reported_checkpoint(model_dir):

@@ -270,7 +270,8 @@ def train_classifier(config, model_dir, log=print):
 
     trainer = Trainer(strategy, model, optimizer, losses.classification_cross_entropy,
                       train.gradient_clip_norm, train.gradient_accumulation_steps,
-                      metrics_fn=confusion_metrics_fn(label_vocabulary.num_classes))
+                      metrics_fn=confusion_metrics_fn(label_vocabulary.num_classes),
+                      weight_average=state.weight_average)
 
     def evaluation_dataset(name):
         dataset = classification_dataset(ids[name], encoded_labels[name], train.batch_size)

@@ -113,7 +113,8 @@ def train_language_model(config, model_dir, log=print):
         f"validation tokens, {replicas} replica(s) ({type(strategy).__name__}).")
 
     trainer = Trainer(strategy, model, optimizer, losses.token_cross_entropy,
-                      train.gradient_clip_norm, train.gradient_accumulation_steps)
+                      train.gradient_clip_norm, train.gradient_accumulation_steps,
+                      weight_average=state.weight_average)
     evaluation = strategy.experimental_distribute_dataset(
         language_model_dataset.evaluation_dataset(
             validation_ids, model_config.sequence_length, train.batch_size, train.eval_batches
@@ -125,7 +126,7 @@ def train_language_model(config, model_dir, log=print):
     def evaluate(step):
         totals = trainer.evaluate(evaluation)
         if train.sample_length:
-            with samples_writer.as_default(step=step):
+            with samples_writer.as_default(step=step), trainer.evaluation_weights():
                 for index, prompt in enumerate(prompts):
                     text = sample_text(model, tokenizer, prompt, train.sample_length,
                                        model_config.sequence_length, seed=train.seed)

@@ -32,19 +32,21 @@ def format_duration(seconds):
     return f"{seconds}s"
 
 
-def restore_or_initialize(checkpoint_manager, run_directory, step_counter, log=print):
+def restore_or_initialize(checkpoint, run_directory, step_counter, log=print):
     """Restores the run's latest checkpoint if there is one; returns its step (or 0).
 
     Every worker restores the checkpoint in the model directory (`run_directory.
     latest_checkpoint()`): a worker other than the chief saves into a temporary directory, so its
     own manager lists nothing, and restoring from there would resume the chief alone.
     `step_counter` is the variable the checkpoint restores the step into (the optimizer's
-    iteration count), so the learning-rate schedule continues where it stopped.
+    iteration count), so the learning-rate schedule continues where it stopped. Every object of
+    `checkpoint` must be in the file; the file may hold more (a weight average this run does not
+    keep).
     """
     latest = run_directory.latest_checkpoint()
     if latest is None:
         return 0
-    checkpoint_manager.checkpoint.restore(latest).assert_existing_objects_matched()
+    checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
     step = int(step_counter.numpy())
     log(f"Resumed from {latest} at step {step}.")
     return step

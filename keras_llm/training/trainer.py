@@ -13,7 +13,11 @@ chief-aware. The step follows the TF custom-training-loop guide:
    before its all-reduce, which would depend on the number of replicas).
 3. Keras's optimizer all-reduces the shares and updates each mirrored variable once; its
    decoupled weight decay is applied once per variable, not once per replica.
+4. With a `WeightAverage`, the moving average of the weights is updated after every step and
+   evaluation uses it (see `keras_llm.training.weight_average`).
 """
+
+import contextlib
 
 import tensorflow as tf
 
@@ -31,10 +35,12 @@ class Trainer:
             sum their gradients before one update (same result, less activation memory).
         metrics_fn: optional `(targets, logits, mask) -> dict of tensors` summed over the
             evaluation set (e.g. a confusion matrix); all-reduced over replicas.
+        weight_average: optional `WeightAverage` of `model`, updated after every step and
+            swapped in by `evaluate` and `evaluation_weights`.
     """
 
     def __init__(self, strategy, model, optimizer, loss_fn, gradient_clip_norm=0.0,
-                 gradient_accumulation_steps=1, metrics_fn=None):
+                 gradient_accumulation_steps=1, metrics_fn=None, weight_average=None):
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
@@ -42,6 +48,7 @@ class Trainer:
         self.gradient_clip_norm = float(gradient_clip_norm)
         self.gradient_accumulation_steps = int(gradient_accumulation_steps)
         self.metrics_fn = metrics_fn
+        self.weight_average = weight_average
         self.train_step = tf.function(self._train_step)
         self._evaluation_steps = {}  # One compiled step per dataset element_spec.
 
@@ -109,6 +116,8 @@ class Trainer:
     def _train_step(self, iterator):
         features, targets, mask = next(iterator)
         outputs = self.strategy.run(self._replica_step, args=(features, targets, mask))
+        if self.weight_average is not None:
+            self.weight_average.update()
         # Every replica holds the same all-reduced values; take the first.
         return tf.nest.map_structure(
             lambda value: self.strategy.experimental_local_results(value)[0], outputs
@@ -130,8 +139,14 @@ class Trainer:
             lambda value: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None), sums
         )
 
+    def evaluation_weights(self):
+        """A context in which the model holds the weights to evaluate: the average, if kept."""
+        if self.weight_average is None:
+            return contextlib.nullcontext()
+        return self.weight_average.swapped_in()
+
     def evaluate(self, distributed_dataset):
-        """Sums the loss and metrics over a whole distributed dataset.
+        """Sums the loss and metrics over a whole distributed dataset, with `evaluation_weights`.
 
         Returns:
             dict of numpy values: "loss" (mean per real target, nats), "count" (real targets
@@ -149,9 +164,10 @@ class Trainer:
                                                       input_signature=[spec])
         evaluation_step = self._evaluation_steps[key]
         totals = None
-        for batch in distributed_dataset:
-            sums = evaluation_step(batch)
-            totals = sums if totals is None else tf.nest.map_structure(tf.add, totals, sums)
+        with self.evaluation_weights():
+            for batch in distributed_dataset:
+                sums = evaluation_step(batch)
+                totals = sums if totals is None else tf.nest.map_structure(tf.add, totals, sums)
         if totals is None:
             raise ValueError("The evaluation dataset is empty.")
         totals = tf.nest.map_structure(lambda t: t.numpy(), totals)

@@ -6,7 +6,12 @@ import keras
 import tensorflow as tf
 
 from keras_llm.training import loop, optimizer as optimizer_lib
-from keras_llm.training.checkpointing import make_checkpoint
+from keras_llm.training.checkpointing import (
+    has_weight_average,
+    make_checkpoint,
+    restore_weight_average,
+)
+from keras_llm.training.weight_average import WeightAverage
 
 
 @dataclasses.dataclass
@@ -17,6 +22,7 @@ class TrainingState:
     optimizer: keras.optimizers.Optimizer
     checkpoint: tf.train.Checkpoint
     manager: tf.train.CheckpointManager
+    weight_average: WeightAverage = None  # None unless --weight_average_decay > 0.
 
 
 def create_training_state(strategy, build_model, example_inputs, train_config, train_steps,
@@ -27,7 +33,8 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
         strategy: the run's `tf.distribute.Strategy`.
         build_model: `() -> keras.Model`, called in the strategy's scope after seeding.
         example_inputs: a batch the model is called on once, to create its variables.
-        train_config: `keras_llm.config.TrainConfig` (seed, optimizer, max_checkpoints, ...).
+        train_config: `keras_llm.config.TrainConfig` (seed, optimizer, max_checkpoints,
+            weight_average_decay, ...).
         train_steps: the resolved number of optimizer steps (the learning-rate schedule's length).
         run_directory: a `RunDirectory`; checkpoints go to its `checkpoint_dir`, and every worker
             restores from the chief's latest checkpoint.
@@ -35,6 +42,8 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
 
     Returns:
         A `TrainingState`; `optimizer.iterations` holds the step resumed from (0 for a new run).
+        With `weight_average_decay > 0` it has a `WeightAverage`, restored with the rest or, when
+        resuming a checkpoint saved without one, started from the restored weights.
     """
     keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
@@ -42,10 +51,20 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
         model(example_inputs)  # Create the variables.
         optimizer = optimizer_lib.make_optimizer(model, train_config, train_steps)
         optimizer.build(model.trainable_variables)
-        checkpoint = make_checkpoint(model, optimizer)
+    step = loop.restore_or_initialize(make_checkpoint(model, optimizer), run_directory,
+                                      optimizer.iterations, log)
+    weight_average = None
+    if train_config.weight_average_decay:
+        # Created after the restore, so a run that did not average before starts from its weights.
+        weight_average = WeightAverage(strategy, model, train_config.weight_average_decay)
+        latest = run_directory.latest_checkpoint()
+        if step and has_weight_average(latest):
+            restore_weight_average(weight_average, latest)
+        elif step:
+            log(f"{latest} holds no weight average; the average starts from its weights.")
+    checkpoint = make_checkpoint(model, optimizer, weight_average)
     manager = tf.train.CheckpointManager(
         checkpoint, run_directory.checkpoint_dir, max_to_keep=train_config.max_checkpoints,
         step_counter=optimizer.iterations,
     )
-    loop.restore_or_initialize(manager, run_directory, optimizer.iterations, log)
-    return TrainingState(model, optimizer, checkpoint, manager)
+    return TrainingState(model, optimizer, checkpoint, manager, weight_average)

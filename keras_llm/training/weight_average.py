@@ -1,0 +1,101 @@
+"""An exponential moving average of the weights, for evaluation and inference (Polyak averaging).
+
+Averaging the iterates of stochastic gradient descent gives a better estimate than the last
+iterate (Polyak & Juditsky 1992, "Acceleration of stochastic approximation by averaging"); in
+deep learning the exponential moving average (EMA) of the weights is the usual form: TF's
+`tf.train.ExponentialMovingAverage`, Keras's `Optimizer(use_ema=True)`, and e.g. Inception-v3
+and EfficientNet evaluate with it. Training keeps updating the raw weights; the average is what
+is evaluated, kept as best, sampled from and exported. On a small dataset it also makes the
+validation score vary less from one evaluation to the next, so choosing the best one overfits
+the validation split less.
+
+After optimizer step t the average is
+
+    average_t = decay * average_{t-1} + (1 - decay) * weights_t,   average_0 = initial weights,
+
+so it spans about 1 / (1 - decay) steps (0.999: ~1,000). Why not Keras's `use_ema`: the average
+is needed *during* training, swapped in for each evaluation and out again, and Keras exposes it
+only through `finalize_variable_values` (a one-way overwrite at the end of `fit`) or a private
+attribute. Here the averages are plain variables the checkpoint names (`weight_average/...`),
+so a resumed run continues them exactly and readers restore them as the model's weights
+(`checkpointing.restore_model`).
+"""
+
+import contextlib
+
+import tensorflow as tf
+
+from keras_llm.training.checkpointing import weight_name
+
+
+def _tf_variable(variable):
+    """The `tf.Variable` (a `MirroredVariable` under a strategy) behind a Keras variable."""
+    return getattr(variable, "value", variable) if not isinstance(variable, tf.Variable) else variable
+
+
+class WeightAverage:
+    """The exponential moving average of a model's trainable weights under a strategy.
+
+    Create it in `strategy.scope()` after the model is built; call `update()` in cross-replica
+    context after every optimizer step (the `Trainer` does), and evaluate inside `swapped_in()`.
+
+    Args:
+        strategy: the run's `tf.distribute.Strategy`; the averages are mirrored like the weights.
+        model: a built `keras.Model`; its trainable weights are averaged.
+        decay: float in (0, 1), the weight of the previous average at each step.
+
+    Attributes:
+        averages: dict weight name (the checkpoint name, see `checkpointing.weight_name`) ->
+            `tf.Variable` holding the average, float32 like the weight.
+
+    Raises:
+        ValueError: `decay` outside (0, 1).
+    """
+
+    def __init__(self, strategy, model, decay):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--weight_average_decay must be in (0, 1) to average; got {decay!r}.")
+        self.strategy = strategy
+        self.decay = float(decay)
+        self._weights = [_tf_variable(v) for v in model.trainable_weights]
+        with strategy.scope():
+            self.averages = {
+                weight_name(variable): tf.Variable(
+                    _tf_variable(variable).read_value(), trainable=False,
+                    name=weight_name(variable).replace("/", "_") + "_average")
+                for variable in model.trainable_weights
+            }
+        self._averages = list(self.averages.values())
+
+    def update(self):
+        """`average <- decay * average + (1 - decay) * weights`, on every device's copy.
+
+        Call in cross-replica context (after `strategy.run`), inside or outside `tf.function`.
+        Each device updates its own copy from its own copy of the weights, which the optimizer
+        keeps identical, so no communication is needed.
+        """
+        decay = self.decay
+
+        def update_average(average, weights):
+            return average.assign(decay * average + (1.0 - decay) * weights)
+
+        for average, weights in zip(self._averages, self._weights):
+            self.strategy.extended.update(average, update_average, args=(weights,), group=False)
+
+    def _swap(self):
+        for average, weights in zip(self._averages, self._weights):
+            current = tf.identity(weights)  # Copies of a mirrored variable are identical.
+            weights.assign(average)
+            average.assign(current)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """Within the block the model holds the averaged weights; after it, the raw ones again.
+
+        Eager only (between training steps). The swap is exact: values are moved, not recomputed.
+        """
+        self._swap()
+        try:
+            yield
+        finally:
+            self._swap()
