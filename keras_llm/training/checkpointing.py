@@ -54,20 +54,23 @@ def _named_weights(weights):
     return state
 
 
-def make_checkpoint(model, optimizer=None, weight_average=None):
-    """`tf.train.Checkpoint` of `model_state(model)`, the optimizer and the weight average, if given.
+def make_checkpoint(model, optimizer=None):
+    """`tf.train.Checkpoint` of `model_state(model)` and, if given, the optimizer.
 
-    Args:
-        model: a built `keras.Model`.
-        optimizer: its Keras optimizer, or None (readers that only need the weights).
-        weight_average: a `weight_average.WeightAverage` of the model, or None.
+    A run that keeps a weight average adds it with `attach_weight_average`.
     """
-    parts = {"model": model_state(model)}
-    if optimizer is not None:
-        parts["optimizer"] = optimizer
-    if weight_average is not None:
-        parts["weight_average"] = _named_weights(weight_average.averages)
-    return tf.train.Checkpoint(**parts)
+    if optimizer is None:
+        return tf.train.Checkpoint(model=model_state(model))
+    return tf.train.Checkpoint(model=model_state(model), optimizer=optimizer)
+
+
+def attach_weight_average(checkpoint, weight_average):
+    """Adds a `WeightAverage` to `checkpoint` as `weight_average/weights/<name>`.
+
+    If `checkpoint.restore` was already called, the averages take the saved values as they are
+    attached (when the file has them).
+    """
+    checkpoint.weight_average = _named_weights(weight_average.averages)
 
 
 def restore_model(model, checkpoint_path):
@@ -94,11 +97,6 @@ def has_weight_average(checkpoint_path):
     """Whether the checkpoint holds a moving average of the weights (`weight_average/...`)."""
     names = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
     return any(name.startswith("weight_average/") for name in names)
-
-
-def restore_weight_average(weight_average, checkpoint_path):
-    """Restores a `WeightAverage`'s averages from a checkpoint that `has_weight_average`."""
-    _restore_weights(weight_average.averages, checkpoint_path)
 
 
 def _restore_weights(variables_by_name, checkpoint_path):

@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from keras_llm.training import loop, optimizer as optimizer_lib
 from keras_llm.training.checkpointing import (
+    attach_weight_average,
     has_weight_average,
     make_checkpoint,
-    restore_weight_average,
 )
 from keras_llm.training.weight_average import WeightAverage
 
@@ -51,18 +51,17 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
         model(example_inputs)  # Create the variables.
         optimizer = optimizer_lib.make_optimizer(model, train_config, train_steps)
         optimizer.build(model.trainable_variables)
-    step = loop.restore_or_initialize(make_checkpoint(model, optimizer), run_directory,
-                                      optimizer.iterations, log)
+    checkpoint = make_checkpoint(model, optimizer)
+    step = loop.restore_or_initialize(checkpoint, run_directory, optimizer.iterations, log)
     weight_average = None
     if train_config.weight_average_decay:
-        # Created after the restore, so a run that did not average before starts from its weights.
+        # Created after the restore, so it starts from the restored weights. Attached to the
+        # checkpoint that did the restore, it takes the saved averages if the file has them
+        # (deferred restoration, as for the loop's learning-rate scale).
         weight_average = WeightAverage(strategy, model, train_config.weight_average_decay)
-        latest = run_directory.latest_checkpoint()
-        if step and has_weight_average(latest):
-            restore_weight_average(weight_average, latest)
-        elif step:
-            log(f"{latest} holds no weight average; the average starts from its weights.")
-    checkpoint = make_checkpoint(model, optimizer, weight_average)
+        attach_weight_average(checkpoint, weight_average)
+        if step and not has_weight_average(run_directory.latest_checkpoint()):
+            log("The checkpoint holds no weight average; it starts from the restored weights.")
     manager = tf.train.CheckpointManager(
         checkpoint, run_directory.checkpoint_dir, max_to_keep=train_config.max_checkpoints,
         step_counter=optimizer.iterations,

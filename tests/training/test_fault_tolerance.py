@@ -272,6 +272,12 @@ def test_nan_loss_rolls_back_once_with_half_the_learning_rate(tiny_shakespeare_d
     else:
         assert math.isclose(final.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE"),
                             1.5e-3, rel_tol=1e-6)
+    # And it does: two more steps continue at half the (now 12-step) schedule's rate.
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, train_steps=12))
+    train_language_model(longer, model_dir, log=_quiet)
+    rates = _scalars(model_dir, "learning_rate")
+    full = 3e-3 if schedule == "constant" else float(learning_rate_schedule(3e-3, 3e-4, 3, 12)(10))
+    assert math.isclose(rates[11], 0.5 * full, rel_tol=1e-6)
 
 
 def test_nan_recoveries_are_bounded(tiny_shakespeare_dir, tmp_path, monkeypatch):

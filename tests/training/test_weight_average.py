@@ -10,7 +10,12 @@ import pytest
 import tensorflow as tf
 
 from keras_llm.training import losses
-from keras_llm.training.checkpointing import make_checkpoint, restore_model, weight_name
+from keras_llm.training.checkpointing import (
+    attach_weight_average,
+    make_checkpoint,
+    restore_model,
+    weight_name,
+)
 from keras_llm.training.language_model import load_trained_language_model, train_language_model
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.weight_average import WeightAverage
@@ -96,7 +101,9 @@ def test_readers_restore_the_average_from_a_checkpoint(tmp_path):
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     for _ in range(3):
         trainer.train_step(iterator)
-    path = make_checkpoint(model, trainer.optimizer, average).save(str(tmp_path / "ckpt"))
+    checkpoint = make_checkpoint(model, trainer.optimizer)
+    attach_weight_average(checkpoint, average)
+    path = checkpoint.save(str(tmp_path / "ckpt"))
     reader = keras.Sequential([keras.layers.Dense(1, name="head")])
     reader(tf.zeros((1, 3)))
     restore_model(reader, path)
