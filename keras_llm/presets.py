@@ -84,18 +84,25 @@ CLASSIFIER_PRESETS = {
                   "learning_rate": 1e-3, "beta_2": 0.999, "weight_decay": 0.0},
     },
     # A small pre-LayerNorm Transformer encoder with padding masks and mean pooling over real
-    # tokens; AdamW with warmup and cosine decay. Sized for ~10k-example datasets: in a sweep on
-    # SST-2 (hidden 64/128, 1-2 layers, dropout 0.1-0.5, word dropout 0-0.3, vocabulary 4k-20k,
-    # mean or max pooling) test accuracy stayed within 0.785-0.800; this setting reached 0.884 on
-    # ChnSentiCorp.
+    # tokens; AdamW with warmup and cosine decay. Sized for ~10k-example datasets, and
+    # regularized like the LSTM baseline (dropout 0.5, word dropout 0.3). It is evaluated with
+    # an exponential moving average of its weights (decay 0.998, ~2 epochs of SST-2): its
+    # validation accuracy swings by about a point between epochs, and the best of 10 noisy epochs
+    # on 872 dev sentences is partly luck. SST-2 test accuracy at the best-validation epoch for
+    # seeds 1337 / 1 / 2 (measured): dropout 0.3 and word dropout 0.1, 0.796 / 0.790 / 0.798;
+    # the same with the average, 0.791 / 0.802 / 0.799; this preset, 0.801 / 0.802 / 0.803.
+    # Width 32-128, 1-2 layers, vocabulary 4k-20k, max pooling, label smoothing 0.1, a lower
+    # rate for 15 epochs, sinusoidal or no position embeddings, and masked-LM pretraining on the
+    # training sentences (30 epochs) were no better.
     "transformer": {
         "data": {"vocabulary_size": 10000},
         "model": {"architecture": "transformer", "num_layers": 1, "num_heads": 4,
-                  "hidden_dim": 64, "intermediate_dim": 128, "dropout": 0.3,
-                  "token_dropout": 0.1},
+                  "hidden_dim": 64, "intermediate_dim": 128, "dropout": 0.5,
+                  "token_dropout": 0.3},
         "train": {**_CLASSIFIER_TRAIN, "optimizer": "adamw", "learning_rate": 5e-4,
                   "min_learning_rate": 1e-5, "warmup_steps": 100, "beta_2": 0.999,
-                  "weight_decay": 0.1, "gradient_clip_norm": 1.0},
+                  "weight_decay": 0.1, "gradient_clip_norm": 1.0,
+                  "weight_average_decay": 0.998},
     },
 }
 
