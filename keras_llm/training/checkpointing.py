@@ -9,8 +9,9 @@ the checkpoint names every model variable explicitly:
     model/weights/<path below the model>   e.g. backbone/transformer_block_0/.../kernel
     model/random_state/<k>                 Keras SeedGenerator states (dropout), in order
     optimizer/...                          the Keras optimizer (slots, iteration count)
-    weight_average/weights/<path>          the moving average of each trainable weight, when the
-                                           run keeps one (`weight_average.WeightAverage`)
+    weight_average/weights/<path>          the moving average of each trainable weight, and
+    weight_average/num_updates             its update count, when the run keeps one
+                                           (`weight_average.WeightAverage`)
 
 Paths drop the model's own name, which Keras makes unique per process (`gpt_language_model_1`),
 so a checkpoint restores into a model built in any process.
@@ -70,7 +71,9 @@ def attach_weight_average(checkpoint, weight_average):
     If `checkpoint.restore` was already called, the averages take the saved values as they are
     attached (when the file has them).
     """
-    checkpoint.weight_average = _named_weights(weight_average.averages)
+    state = _named_weights(weight_average.averages)
+    state.num_updates = weight_average.num_updates
+    checkpoint.weight_average = state
 
 
 def restore_model(model, checkpoint_path):

@@ -43,7 +43,7 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
     Returns:
         A `TrainingState`; `optimizer.iterations` holds the step resumed from (0 for a new run).
         With `weight_average_decay > 0` it has a `WeightAverage`, restored with the rest or, when
-        resuming a checkpoint saved without one, started from the restored weights.
+        resuming a checkpoint saved without one, started afresh.
     """
     keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
@@ -55,13 +55,13 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
     step = loop.restore_or_initialize(checkpoint, run_directory, optimizer.iterations, log)
     weight_average = None
     if train_config.weight_average_decay:
-        # Created after the restore, so it starts from the restored weights. Attached to the
-        # checkpoint that did the restore, it takes the saved averages if the file has them
-        # (deferred restoration, as for the loop's learning-rate scale).
+        # Attached to the checkpoint that did the restore, it takes the saved averages and update
+        # count if the file has them (deferred restoration, as for the loop's learning-rate
+        # scale); otherwise averaging starts now.
         weight_average = WeightAverage(strategy, model, train_config.weight_average_decay)
         attach_weight_average(checkpoint, weight_average)
         if step and not has_weight_average(run_directory.latest_checkpoint()):
-            log("The checkpoint holds no weight average; it starts from the restored weights.")
+            log("The checkpoint holds no weight average; averaging starts at this step.")
     manager = tf.train.CheckpointManager(
         checkpoint, run_directory.checkpoint_dir, max_to_keep=train_config.max_checkpoints,
         step_counter=optimizer.iterations,

@@ -9,16 +9,20 @@ is evaluated, kept as best, sampled from and exported. On a small dataset it als
 validation score vary less from one evaluation to the next, so choosing the best one overfits
 the validation split less.
 
-After optimizer step t the average is
+After optimizer step t the average is the exponentially weighted mean of the weights seen so
+far, bias-corrected as Adam's moments are (Kingma & Ba 2015, sec. 3):
 
-    average_t = decay * average_{t-1} + (1 - decay) * weights_t,   average_0 = initial weights,
+    m_t = decay * m_{t-1} + (1 - decay) * weights_t,   m_0 = 0,   average_t = m_t / (1 - decay^t),
 
-so it spans about 1 / (1 - decay) steps (0.999: ~1,000). Why not Keras's `use_ema`: the average
-is needed *during* training, swapped in for each evaluation and out again, and Keras exposes it
-only through `finalize_variable_values` (a one-way overwrite at the end of `fit`) or a private
-attribute. Here the averages are plain variables the checkpoint names (`weight_average/...`),
-so a resumed run continues them exactly and readers restore them as the model's weights
-(`checkpointing.restore_model`).
+kept directly as `average_t = average_{t-1} + rate_t * (weights_t - average_{t-1})` with
+`rate_t = (1 - decay) / (1 - decay^t)` (1 at the first step). It spans about 1 / (1 - decay)
+steps (0.999: ~1,000), and thanks to the correction a run shorter than that gets the mean of its
+own iterates rather than a mix weighted towards the initial weights. Why not Keras's `use_ema`:
+the average is needed *during* training, swapped in for each evaluation and out again, and Keras
+exposes it only through `finalize_variable_values` (a one-way overwrite at the end of `fit`) or
+a private attribute. Here the averages are plain variables the checkpoint names
+(`weight_average/...`, with the update count), so a resumed run continues them exactly and
+readers restore them as the model's weights (`checkpointing.restore_model`).
 """
 
 import contextlib
@@ -46,7 +50,9 @@ class WeightAverage:
 
     Attributes:
         averages: dict weight name (the checkpoint name, see `checkpointing.weight_name`) ->
-            `tf.Variable` holding the average, float32 like the weight.
+            `tf.Variable` holding the average, float32 like the weight; the weights themselves
+            until the first update.
+        num_updates: int64 `tf.Variable`, the updates so far (t above).
 
     Raises:
         ValueError: `decay` outside (0, 1).
@@ -65,22 +71,26 @@ class WeightAverage:
                     name=weight_name(variable).replace("/", "_") + "_average")
                 for variable in model.trainable_weights
             }
+            self.num_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                           name="weight_average_updates")
         self._averages = list(self.averages.values())
 
     def update(self):
-        """`average <- decay * average + (1 - decay) * weights`, on every device's copy.
+        """One bias-corrected step of the average towards the current weights, on every device.
 
         Call in cross-replica context (after `strategy.run`), inside or outside `tf.function`.
         Each device updates its own copy from its own copy of the weights, which the optimizer
         keeps identical, so no communication is needed.
         """
-        decay = self.decay
+        step = tf.cast(self.num_updates + 1, tf.float32)
+        rate = (1.0 - self.decay) / (1.0 - tf.pow(self.decay, step))  # 1 at the first update.
 
         def update_average(average, weights):
-            return average.assign(decay * average + (1.0 - decay) * weights)
+            return average.assign_add(rate * (weights - average))
 
         for average, weights in zip(self._averages, self._weights):
             self.strategy.extended.update(average, update_average, args=(weights,), group=False)
+        self.num_updates.assign_add(1)
 
     def _swap(self):
         for average, weights in zip(self._averages, self._weights):

@@ -1,4 +1,4 @@
-"""The moving average of the weights: its recurrence on 1 and 2 replicas, evaluation with it,
+"""The moving average of the weights: its value on 1 and 2 replicas, evaluation with it,
 checkpoints that hold it, and an exact resume."""
 
 import os
@@ -56,15 +56,21 @@ def _setup(num_replicas, decay=DECAY):
 
 
 @pytest.mark.parametrize("num_replicas", [1, 2])
-def test_average_follows_the_recurrence_on_every_replica(num_replicas):
+def test_average_is_the_bias_corrected_mean_on_every_replica(num_replicas):
     strategy, model, average, trainer, dataset = _setup(num_replicas)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    expected = [w.numpy() for w in model.trainable_weights]  # average_0 = initial weights.
+    history = []  # The weights after each step.
     for _ in range(3):
         trainer.train_step(iterator)
-        expected = [DECAY * e + (1 - DECAY) * w.numpy()
-                    for e, w in zip(expected, model.trainable_weights)]
-    assert not np.allclose(expected[0], model.trainable_weights[0].numpy())  # Not just a copy.
+        history.append([w.numpy() for w in model.trainable_weights])
+    # The bias-corrected exponential mean of the 3 iterates, from its definition (not the
+    # incremental form the code uses): sum_i (1 - d) d^(3 - i) w_i / (1 - d^3).
+    coefficients = [(1 - DECAY) * DECAY ** (3 - i) for i in (1, 2, 3)]
+    expected = [sum(c * weights[k] for c, weights in zip(coefficients, history)) / (1 - DECAY ** 3)
+                for k in range(2)]
+    assert sum(coefficients) == pytest.approx(1 - DECAY ** 3)
+    assert not np.allclose(expected[0], history[-1][0])  # Not just the last weights.
+    assert int(average.num_updates.numpy()) == 3
     for value, variable in zip(expected, average.averages.values()):
         copies = strategy.experimental_local_results(variable)
         assert len(copies) == num_replicas
@@ -123,7 +129,9 @@ def test_language_model_run_averages_resumes_exactly_and_reports_the_average(
     results = train_language_model(config, reference_dir, log=_quiet)
     _interrupt_and_resume(config, model_dir, step=5, signum=signal.SIGTERM)
 
-    averages = [_checkpoint(d, "weight_average/") for d in (reference_dir, model_dir)]
+    averages = [_checkpoint(d, "weight_average/weights/") for d in (reference_dir, model_dir)]
+    updates = [_checkpoint(d, "weight_average/num_updates") for d in (reference_dir, model_dir)]
+    assert [list(u.values()) for u in updates] == [[results["steps"]]] * 2
     weights = [_checkpoint(d, "model/weights/") for d in (reference_dir, model_dir)]
     assert _max_difference(*averages) <= 1e-6 and _max_difference(*weights) <= 1e-6
     # The average differs from the last weights, and it is what readers get.
