@@ -180,6 +180,11 @@ def read_labelled_file(path, *, file_format="auto", text_column="sentence", labe
     return data
 
 
+def format_from_suffix(path):
+    """The file format a path's suffix names ("tsv", "csv", "jsonl"), or None if it names none."""
+    return _SUFFIX_FORMATS.get(os.path.splitext(os.fspath(path))[1].lower())
+
+
 def _resolve_format(path, file_format):
     if file_format == "auto":
         suffix = os.path.splitext(path)[1].lower()

@@ -14,7 +14,9 @@ import tensorflow as tf
 
 from keras_llm import config as config_lib
 from keras_llm.data.labelled_files import (
+    DataError,
     LabelVocabulary,
+    format_from_suffix,
     layout_reader_options,
     read_dataset,
     read_labelled_file,
@@ -369,8 +371,11 @@ def evaluate_file(model_dir, path, batch_size=64, **reader_options):
 
     The file is read as the run's own files were (`file_reader_options` of its config): a model
     trained with `--dataset=sst2` reads another SST-2-style file with no options. Options given
-    here override those; giving any of `file_format`, `text_column`, `label_column` or `header`
-    also drops the layout's `column_names`.
+    here override those. The format is the one given, else the one the file's suffix names, else
+    the run's; when it is not the run's, the run's header setting and column names (which
+    described files of that other format) are dropped, and so are the column names when a
+    header setting is given. With `skip_bad_rows`, rows with labels the model was not trained
+    on are skipped too, and the table starts with a summary of every skipped row.
 
     Args:
         model_dir: str, a classifier run directory.
@@ -385,20 +390,34 @@ def evaluate_file(model_dir, path, batch_size=64, **reader_options):
     Raises:
         FileNotFoundError: the run lacks config.json, labels.json, tokenizer/ or a checkpoint.
         ValueError: `model_dir` holds a language-model run, or bad options.
-        DataError: a bad row (naming file and line) or a label the model was not trained on.
+        DataError: a bad row (naming file and line), a label the model was not trained on, or
+            (with `skip_bad_rows`) no row left.
     """
     model, tokenizer, labels, config = load_trained_classifier(model_dir)
     options = file_reader_options(config.data)
-    if reader_options.keys() & {"file_format", "text_column", "label_column", "header"}:
+    run_format = options.get("file_format", "auto")
+    if run_format == "auto" and config.data.train_file:  # Files read by their suffix.
+        run_format = format_from_suffix(config.data.train_file) or run_format
+    file_format = reader_options.get("file_format", "auto")
+    if file_format == "auto":
+        file_format = format_from_suffix(path) or run_format
+    if file_format != run_format:
+        options.pop("header", None)
         options.pop("column_names", None)
-    options.update(reader_options)
+    if "header" in reader_options:
+        options.pop("column_names", None)
+    options.update(reader_options, file_format=file_format)
     data = read_labelled_file(path, **options)
     if options.get("skip_bad_rows"):
         data = labels.filter_known(data)
+        if not len(data):
+            raise DataError(f"{path}: no row left to evaluate. {data.skipped_summary()}", path=path)
     ids = encode_texts(tokenizer, data.texts, config.data.sequence_length)
     strategy = tf.distribute.get_strategy()
     trainer = Trainer(strategy, model, None, losses.classification_cross_entropy,
                       metrics_fn=confusion_metrics_fn(labels.num_classes))
     dataset = classification_dataset(ids, labels.encode(data), batch_size)
     report, _ = _report(trainer.evaluate(dataset), labels)
-    return report, format_report(report, labels.names)
+    report["skipped_rows"] = len(data.skipped)
+    table = format_report(report, labels.names)
+    return report, (data.skipped_summary() + "\n\n" + table) if data.skipped else table

@@ -1,6 +1,7 @@
 """End-to-end classifier runs on a slice of the shared SST-2, and the bad-input paths."""
 
 import dataclasses
+import json
 import math
 import os
 
@@ -81,6 +82,41 @@ def test_classifier_run_reports_consistent_metrics(tmp_path, preset):
     # Without reader options the file is read as the run's files were (columns 1/0, no header).
     report, _ = evaluate_file(model_dir, str(tmp_path / "test.tsv"))
     assert report["confusion_matrix"] == test["confusion_matrix"]
+    if preset == "lstm_baseline":
+        _check_evaluate_reader_options(tmp_path, model_dir, test["confusion_matrix"])
+
+
+def _check_evaluate_reader_options(tmp_path, model_dir, expected_matrix):
+    rows = [line.rstrip("\n").split("\t")
+            for line in (tmp_path / "test.tsv").read_text(encoding="utf-8").splitlines(True)]
+    # Another format, named by the suffix: the run's header setting does not apply to it.
+    jsonl = tmp_path / "test.jsonl"
+    jsonl.write_text("".join(json.dumps({"sentence": text, "label": label}) + "\n"
+                             for label, text in rows), encoding="utf-8")
+    report, _ = evaluate_file(model_dir, str(jsonl), text_column="sentence", label_column="label")
+    assert report["confusion_matrix"] == expected_matrix
+    # A run on the sst2 layout reads SST-2 files with no options, and with options equal to the
+    # layout's own (the layout names its columns).
+    config_path = os.path.join(model_dir, "config.json")
+    with open(config_path, encoding="utf-8") as file:
+        saved = json.load(file)
+    saved["data"]["dataset"] = "sst2"
+    with open(config_path, "w", encoding="utf-8") as file:
+        json.dump(saved, file)
+    for options in ({}, {"file_format": "tsv"}, {"text_column": "sentence", "label_column": "label"}):
+        report, _ = evaluate_file(model_dir, str(tmp_path / "test.tsv"), **options)
+        assert report["confusion_matrix"] == expected_matrix, options
+    # --skip_bad_rows: a row with a label the model never saw is skipped and reported.
+    unseen = tmp_path / "unseen.tsv"
+    unseen.write_text("7\tan unseen label\n" + (tmp_path / "test.tsv").read_text(encoding="utf-8"),
+                      encoding="utf-8")
+    report, table = evaluate_file(model_dir, str(unseen), skip_bad_rows=True)
+    assert report["skipped_rows"] == 1 and report["confusion_matrix"] == expected_matrix
+    assert table.startswith(f"{unseen}: kept 150 rows, skipped 1 bad row") and "line 1: unseen label" in table
+    only_unseen = tmp_path / "only_unseen.tsv"
+    only_unseen.write_text("7\tone\n8\ttwo\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"only_unseen\.tsv: no row left to evaluate\..*skipped 2"):
+        evaluate_file(model_dir, str(only_unseen), skip_bad_rows=True)
 
 
 def test_unseen_label_in_dev_names_file_and_line(tmp_path):
