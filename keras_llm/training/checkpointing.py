@@ -91,6 +91,13 @@ def restore_model(model, checkpoint_path):
     make_checkpoint(model).restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
     if has_weight_average(checkpoint_path):
         _restore_weights({weight_name(v): v for v in model.trainable_weights}, checkpoint_path)
+    return checkpoint_step(checkpoint_path)
+
+
+def checkpoint_step(checkpoint_path):
+    """The optimizer step a checkpoint was saved at, or None (no path, or no optimizer in it)."""
+    if not checkpoint_path:
+        return None
     reader = tf.train.load_checkpoint(checkpoint_path)
     key = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
     return int(reader.get_tensor(key)) if reader.has_tensor(key) else None

@@ -250,7 +250,7 @@ def train_classifier(config, model_dir, log=print):
         )
 
     run_directory = RunDirectory(model_dir, strategy)
-    run_directory.write_config(json.loads(config_lib.to_json(config)), log)
+    run_directory.write_config(json.loads(config_lib.to_json(config)), train_steps, log)
     if run_directory.is_chief:
         label_vocabulary.save(labels_path)
         if not os.path.isdir(tokenizer_dir):

@@ -97,7 +97,7 @@ def train_language_model(config, model_dir, log=print):
         train, len(train_ids) - model_config.sequence_length)
 
     run_directory = RunDirectory(model_dir, strategy)
-    run_directory.write_config(json.loads(config_lib.to_json(config)), log)
+    run_directory.write_config(json.loads(config_lib.to_json(config)), train_steps, log)
     if run_directory.is_chief and not os.path.isdir(run_directory.file("tokenizer")):
         save_directory_atomically(tokenizer.save, run_directory.file("tokenizer"))
 

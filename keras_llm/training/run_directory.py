@@ -21,6 +21,7 @@ import tempfile
 
 import tensorflow as tf
 
+from keras_llm.training.checkpointing import checkpoint_step
 from keras_llm.training.strategy import is_chief
 
 
@@ -48,11 +49,12 @@ def check_resumable(model_dir, config, data_fields, kind):
         model_dir: str, the --model_dir.
         config: the run's config as nested dicts (as config.json holds it).
         data_fields: names in config["data"] that must match too.
-        kind: what the checkpoint is of, for the message ("model", "classifier").
+        kind: the task of this run, "language-model" or "classifier".
 
     Raises:
-        ModelDirectoryError: `model_dir` is a file, holds checkpoints without config.json, or
-            holds checkpoints of another `kind`; names the differing fields as flags.
+        ModelDirectoryError: `model_dir` is a file, holds checkpoints without config.json, a run
+            of the other task, or checkpoints this run cannot resume (naming the differing
+            fields as flags).
     """
     check_model_dir_path(model_dir)
     if not tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
@@ -63,6 +65,12 @@ def check_resumable(model_dir, config, data_fields, kind):
             f"{model_dir} holds checkpoints but no config.json; use another --model_dir.")
     with open(saved_path, encoding="utf-8") as file:
         saved = json.load(file)
+    # A classifier's data section names a dataset, a language model's a corpus.
+    saved_kind = "classifier" if "dataset" in saved.get("data", {}) else "language-model"
+    if saved_kind != kind:
+        raise ModelDirectoryError(
+            f"--model_dir={model_dir} holds a {saved_kind} run; use another --model_dir for "
+            f"this {kind} run.")
     compared = [("model", name) for name in config["model"]]
     compared += [("data", name) for name in data_fields]
     differences = [
@@ -132,9 +140,18 @@ class RunDirectory:
         if self.is_chief:
             write_json_atomically(self.file(name), value)
 
-    def write_config(self, config, log=print):
-        """Writes config.json; when resuming with other settings, says which ones changed."""
+    def write_config(self, config, train_steps, log=print):
+        """Writes config.json; when resuming with other settings, says which ones changed.
+
+        A run whose latest checkpoint is already at `train_steps` or later will train nothing,
+        so its config.json, which describes that checkpoint, is left as it is.
+        """
         path = self.file("config.json")
+        step = checkpoint_step(self.latest_checkpoint())
+        if step is not None and step >= train_steps and os.path.exists(path):
+            log(f"The checkpoint is at step {step} >= {train_steps} steps: nothing to train; "
+                "config.json is left as it was.")
+            return
         if os.path.exists(path):
             with open(path, encoding="utf-8") as file:
                 saved = json.load(file)

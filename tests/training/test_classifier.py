@@ -16,6 +16,7 @@ from keras_llm.training.classifier import (
     train_classifier,
 )
 from keras_llm.training.language_model import load_trained_language_model
+from keras_llm.training.run_directory import ModelDirectoryError
 from tests.conftest import event_tags, shared_data_path
 
 
@@ -198,6 +199,15 @@ def test_run_directories_of_the_other_task_are_named_as_such(tmp_path):
         load_trained_classifier(str(language_model_dir))
     with pytest.raises(ValueError, match=r"holds a classifier run .*expected a language-model run"):
         load_trained_language_model(str(classifier_dir))
+    # Training into the other task's run directory is refused by name too, before any write.
+    checkpoints = language_model_dir / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n', encoding="utf-8")
+    (checkpoints / "ckpt-1.index").write_bytes(b"")
+    with pytest.raises(ModelDirectoryError, match=r"holds a language-model run; use another "
+                                                  r"--model_dir for this classifier run"):
+        train_classifier(presets.classifier_config("lstm_baseline"), str(language_model_dir),
+                         log=_quiet)
     # A config.json that is neither keeps the unknown-field error, naming the file.
     (classifier_dir / "config.json").write_text('{"model": {"colour": 1}}', encoding="utf-8")
     with pytest.raises(ValueError, match=r"config\.json.*unknown field"):

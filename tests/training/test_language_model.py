@@ -169,11 +169,14 @@ def test_epochs_sets_the_number_of_steps_and_a_finished_run_is_left_alone(tmp_pa
     results = train_language_model(config, str(model_dir), log=_quiet)
     # 405 characters: 364 train (first 90 %), 364 - 32 = 332 windows, batch 8 -> 42 steps.
     assert results["steps"] == 42
-    before = (model_dir / "results.json").read_bytes()
+    before = {name: (model_dir / name).read_bytes() for name in ("results.json", "config.json")}
     lines = []
-    train_language_model(config, str(model_dir), log=lines.append)
-    assert (model_dir / "results.json").read_bytes() == before
+    # Rerun with another setting: nothing is trained, so neither file changes.
+    rerun = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=1e-2))
+    train_language_model(rerun, str(model_dir), log=lines.append)
+    assert {name: (model_dir / name).read_bytes() for name in before} == before
     assert any("results.json is left as it was" in line for line in lines)
+    assert "The checkpoint is at step 42 >= 42 steps: nothing to train; config.json is left as it was." in lines
 
 
 def test_model_dir_that_is_a_file_is_refused(tiny_shakespeare_dir, tmp_path):
