@@ -35,7 +35,9 @@ from keras_llm.training.checkpointing import reported_checkpoint, restore_model
 from keras_llm.training.run_directory import (
     RunDirectory,
     check_resumable,
+    check_training_data,
     save_directory_atomically,
+    training_data_fingerprint,
 )
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
@@ -226,6 +228,8 @@ def train_classifier(config, model_dir, log=print):
                              train.cluster_resolver)
     replicas = strategy.num_replicas_in_sync
     splits = read_splits(data)
+    fingerprint = training_data_fingerprint(splits["train"].texts, splits["train"].labels)
+    check_training_data(model_dir, fingerprint)
     labels_path = os.path.join(model_dir, "labels.json")
     label_vocabulary = (LabelVocabulary.load(labels_path) if os.path.exists(labels_path)
                         else LabelVocabulary.from_labels(splits["train"].labels))
@@ -251,6 +255,7 @@ def train_classifier(config, model_dir, log=print):
 
     run_directory = RunDirectory(model_dir, strategy)
     run_directory.write_config(json.loads(config_lib.to_json(config)), train_steps, log)
+    run_directory.write_training_data(fingerprint)
     if run_directory.is_chief:
         label_vocabulary.save(labels_path)
         if not os.path.isdir(tokenizer_dir):

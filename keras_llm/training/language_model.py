@@ -24,7 +24,9 @@ from keras_llm.training.checkpointing import reported_checkpoint, restore_model
 from keras_llm.training.run_directory import (
     RunDirectory,
     check_resumable,
+    check_training_data,
     save_directory_atomically,
+    training_data_fingerprint,
 )
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
@@ -86,6 +88,8 @@ def train_language_model(config, model_dir, log=print):
         )
     corpus = corpora.load_corpus(data.corpus, data.data_dir, data.validation_file,
                                  data.encoding, data.errors)
+    fingerprint = training_data_fingerprint([corpus.train_text])
+    check_training_data(model_dir, fingerprint)
     tokenizer = make_tokenizer(data, corpus.train_text, model_dir)
     train_ids = _token_ids(tokenizer, corpus.train_text)
     validation_ids = _token_ids(tokenizer, corpus.validation_text)
@@ -98,6 +102,7 @@ def train_language_model(config, model_dir, log=print):
 
     run_directory = RunDirectory(model_dir, strategy)
     run_directory.write_config(json.loads(config_lib.to_json(config)), train_steps, log)
+    run_directory.write_training_data(fingerprint)
     if run_directory.is_chief and not os.path.isdir(run_directory.file("tokenizer")):
         save_directory_atomically(tokenizer.save, run_directory.file("tokenizer"))
 

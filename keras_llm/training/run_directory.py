@@ -4,6 +4,7 @@ Layout of a model directory:
 
     MODEL_DIR/
       config.json            resolved configuration
+      training_data.json     sha256 of the training split, so a resume on other data is refused
       tokenizer/             vocabulary (language models, classifiers)
       checkpoints/           tf.train.CheckpointManager: model, optimizer (and its step)
       logs/train/, logs/validation/   TensorBoard event files
@@ -14,6 +15,7 @@ runs collective ops), but only the chief's copy is kept: the others write to a t
 directory that `close()` removes. Summaries and JSON files are written by the chief alone.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -83,6 +85,53 @@ def check_resumable(model_dir, config, data_fields, kind):
             f"--model_dir={model_dir} holds a checkpoint of another {kind} run; it differs in "
             + "; ".join(differences) + ". Use a new --model_dir, or the saved settings to resume."
         )
+
+
+TRAINING_DATA_FILE = "training_data.json"
+
+
+def training_data_fingerprint(texts, labels=None):
+    """sha256 (hex) of a training split: its texts, and labels if given, in order.
+
+    Two splits get the same fingerprint only if they hold the same examples in the same order,
+    which is what resuming at a data position needs.
+    """
+    digest = hashlib.sha256()
+    for index, text in enumerate(texts):
+        # Lengths first, so ("ab", "c") and ("a", "bc") differ.
+        label = "" if labels is None else str(labels[index])
+        for part in (label, text):
+            encoded = part.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "little"))
+            digest.update(encoded)
+    return digest.hexdigest()
+
+
+def check_training_data(model_dir, fingerprint):
+    """Fails if `model_dir`'s checkpoints were trained on another training split.
+
+    Resuming continues the data order at the checkpoint's step; on other data that position
+    means nothing, and the tokenizer saved with the run was learned from the old data. Moving
+    the same data elsewhere (another --data_dir) is fine: the fingerprint is of the contents.
+
+    Args:
+        model_dir: str, the --model_dir.
+        fingerprint: `training_data_fingerprint` of this run's training split.
+
+    Raises:
+        ModelDirectoryError: the saved fingerprint differs; nothing has been written.
+    """
+    path = os.path.join(model_dir, TRAINING_DATA_FILE)
+    if not (tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+            and os.path.exists(path)):
+        return
+    with open(path, encoding="utf-8") as file:
+        saved = json.load(file).get("sha256")
+    if saved != fingerprint:
+        raise ModelDirectoryError(
+            f"--model_dir={model_dir} was trained on another training split (sha256 "
+            f"{str(saved)[:12]}... in {path}, {fingerprint[:12]}... now): resuming would continue "
+            "its data order and tokenizer on other data. Use a new --model_dir, or the same data.")
 
 
 def write_json_atomically(path, value):
@@ -163,6 +212,10 @@ class RunDirectory:
             if changes:
                 log("Resuming with changed settings (config.json updated): " + "; ".join(changes))
         self.write_json("config.json", config)
+
+    def write_training_data(self, fingerprint):
+        """Writes training_data.json (see `check_training_data`) on the chief."""
+        self.write_json(TRAINING_DATA_FILE, {"sha256": fingerprint})
 
     def write_results(self, results, trained, log=print):
         """Writes results.json, unless this invocation trained nothing and one already exists

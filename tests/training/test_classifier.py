@@ -212,3 +212,17 @@ def test_run_directories_of_the_other_task_are_named_as_such(tmp_path):
     (classifier_dir / "config.json").write_text('{"model": {"colour": 1}}', encoding="utf-8")
     with pytest.raises(ValueError, match=r"config\.json.*unknown field"):
         load_trained_classifier(str(classifier_dir))
+
+
+def test_resuming_on_another_training_split_is_refused(tmp_path):
+    config = _files_config(tmp_path, epochs=1)
+    model_dir = tmp_path / "run"
+    train_classifier(config, str(model_dir), log=_quiet)
+    before = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    train = tmp_path / "train.tsv"
+    lines = train.read_text(encoding="utf-8").splitlines(keepends=True)
+    train.write_text("".join(lines[1:] + lines[:1]), encoding="utf-8")  # Same rows, other order.
+    more = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=2))
+    with pytest.raises(ModelDirectoryError, match=r"was trained on another training split"):
+        train_classifier(more, str(model_dir), log=_quiet)
+    assert {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()} == before

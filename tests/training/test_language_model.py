@@ -152,8 +152,26 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_shakespeare_dir, tmp
     with pytest.raises(ModelDirectoryError,
                        match=r"--corpus: saved 'tiny_shakespeare', requested 'python_docs'"):
         train_language_model(other_corpus, str(model_dir), log=_quiet)
+    # So is the same corpus name over other text (another --data_dir)...
+    other_text = tmp_path / "other_text"
+    other_text.mkdir()
+    (other_text / "input.txt").write_text("Not Shakespeare at all. " * 400, encoding="utf-8")
+    with pytest.raises(ModelDirectoryError, match=r"was trained on another training split"):
+        train_language_model(_with_data_dir(config, other_text), str(model_dir), log=_quiet)
     after = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
     assert after == before
+    # ...but the same text moved to another folder resumes.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "input.txt").write_bytes((tiny_shakespeare_dir / "input.txt").read_bytes())
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, train_steps=3,
+                                                                    eval_interval=3))
+    assert train_language_model(_with_data_dir(longer, moved), str(model_dir),
+                                log=_quiet)["resumed_from_step"] == 2
+
+
+def _with_data_dir(config, data_dir):
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=str(data_dir)))
 
 
 def test_corpus_error_is_a_value_error():
