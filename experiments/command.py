@@ -9,6 +9,8 @@ import sys
 
 # Exit status for a failure the message explains (bad configuration or data, NaN loss, ...).
 EXIT_FAILURE = 1
+# Ctrl-C outside the training steps: 128 + SIGINT, as a shell reports it.
+EXIT_INTERRUPT = 130
 
 
 def run_job(job):
@@ -20,7 +22,8 @@ def run_job(job):
     Returns:
         `(results, 0)` on success, or `(None, status)` after printing `error: <message>` to
         stderr: `TrainingInterrupted.exit_status` (130 for Ctrl-C, 143 for SIGTERM; a
-        checkpoint was saved and the same command resumes) or `EXIT_FAILURE` for a
+        checkpoint was saved and the same command resumes), `EXIT_INTERRUPT` for Ctrl-C
+        outside the training steps (during start-up: nothing to resume), or `EXIT_FAILURE` for a
         `ValueError`, `FloatingPointError` or `RuntimeError`. Anything else propagates with its
         traceback: it is a bug, not bad input.
     """
@@ -32,6 +35,9 @@ def run_job(job):
     except TrainingInterrupted as interrupted:
         print(f"error: {interrupted}", file=sys.stderr)
         return None, interrupted.exit_status
+    except KeyboardInterrupt:  # Ctrl-C before training started (or a second one): no checkpoint.
+        print("error: Interrupted (Ctrl-C) before a checkpoint was saved.", file=sys.stderr)
+        return None, EXIT_INTERRUPT
     except (ValueError, FloatingPointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None, EXIT_FAILURE

@@ -132,7 +132,8 @@ def read_labelled_file(path, *, file_format="auto", text_column="sentence", labe
         raise ValueError(f"reading {path}: text_column and label_column are both "
                          f"{text_column!r}; expected two different columns")
     if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file; expected a {file_format} file of labelled texts",
+        what = "is a directory" if os.path.isdir(path) else "no such file"
+        raise DataError(f"{path}: {what}; expected a {file_format} file of labelled texts",
                         path=path)
     with open(path, "rb") as f:
         raw = f.read()
@@ -191,7 +192,7 @@ def _resolve_format(path, file_format):
         if suffix not in _SUFFIX_FORMATS:
             raise ValueError(f"reading {path}: cannot tell the format from the suffix "
                              f"{suffix!r}; expected one of {sorted(_SUFFIX_FORMATS)} or an "
-                             f"explicit file_format in {FILE_FORMATS}")
+                             f"explicit file_format (--file_format) in {FILE_FORMATS}")
         return _SUFFIX_FORMATS[suffix]
     if file_format not in FILE_FORMATS:
         raise ValueError(f"reading {path}: expected file_format in {FILE_FORMATS + ('auto',)}, "
@@ -228,7 +229,8 @@ def _delimited_rows(text, path, file_format, text_column, label_column, header, 
     named = isinstance(text_column, str)
     if header is None and not named:
         raise ValueError(f"reading {path}: with integer columns ({text_column}, {label_column}) "
-                         f"the header cannot be auto-detected; expected header=True or False")
+                         f"the header cannot be auto-detected; expected header=True or False "
+                         f"(--header=true or --header=false)")
     if header is False and named and column_names is None:
         raise ValueError(f"reading {path}: header=False with named columns {text_column!r}, "
                          f"{label_column!r}; expected column_names (e.g. ('label', 'sentence')) "

@@ -134,6 +134,13 @@ def check_training_data(model_dir, fingerprint):
             "its data order and tokenizer on other data. Use a new --model_dir, or the same data.")
 
 
+def _chmod_as_created(path, mode):
+    """Gives a temporary file or folder the mode `open` / `mkdir` would have: mode & ~umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def write_json_atomically(path, value):
     """Writes `value` as indented JSON to `path` via a temporary file and `os.replace`."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -143,6 +150,7 @@ def write_json_atomically(path, value):
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             json.dump(value, file, indent=2, sort_keys=True, ensure_ascii=False)
             file.write("\n")
+        _chmod_as_created(temporary, 0o666)  # mkstemp makes it 0600.
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -247,6 +255,7 @@ def save_directory_atomically(save_fn, directory):
     temporary = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
     try:
         save_fn(temporary)
+        _chmod_as_created(temporary, 0o777)  # mkdtemp makes it 0700.
         os.replace(temporary, directory)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -40,6 +40,11 @@ def test_expected_failures_print_one_line_and_exit_1(capsys, error):
     assert capsys.readouterr().err == f"error: {error}\n"
 
 
+def test_ctrl_c_before_training_exits_130_without_a_traceback(capsys):
+    assert run_job(_raise(KeyboardInterrupt())) == (None, 130)
+    assert capsys.readouterr().err == "error: Interrupted (Ctrl-C) before a checkpoint was saved.\n"
+
+
 def test_bugs_keep_their_traceback():
     with pytest.raises(KeyError):
         run_job(_raise(KeyError("bug")))
