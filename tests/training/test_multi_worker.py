@@ -291,7 +291,8 @@ def test_two_workers_match_mirrored_strategy_on_two_devices(tmp_path):
     # Only the chief wrote: one model directory, one event file per TensorBoard folder (one
     # run), and the other worker's temporary directory is gone.
     assert sorted(os.listdir(worker_model_dir)) == ["checkpoints", "config.json", "logs",
-                                                    "results.json", "tokenizer"]
+                                                    "results.json", "tokenizer",
+                                                    "training_data.json"]
     logs = worker_model_dir / "logs"
     assert {"train", "validation"} <= set(os.listdir(logs)) <= {"train", "validation", "samples"}
     for folder in logs.iterdir():
