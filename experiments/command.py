@@ -23,7 +23,8 @@ def run_job(job):
         `(results, 0)` on success, or `(None, status)` after printing `error: <message>` to
         stderr: `TrainingInterrupted.exit_status` (130 for Ctrl-C, 143 for SIGTERM; a
         checkpoint was saved and the same command resumes), `EXIT_INTERRUPT` for Ctrl-C
-        outside the training steps (during start-up: nothing to resume), or `EXIT_FAILURE` for a
+        outside the training steps (start-up, final evaluation) or a second Ctrl-C, or
+        `EXIT_FAILURE` for a
         `ValueError`, `FloatingPointError` or `RuntimeError`. Anything else propagates with its
         traceback: it is a bug, not bad input.
     """
@@ -35,8 +36,9 @@ def run_job(job):
     except TrainingInterrupted as interrupted:
         print(f"error: {interrupted}", file=sys.stderr)
         return None, interrupted.exit_status
-    except KeyboardInterrupt:  # Ctrl-C before training started (or a second one): no checkpoint.
-        print("error: Interrupted (Ctrl-C) before a checkpoint was saved.", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C outside the training steps, or a second one.
+        print("error: Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any.",
+              file=sys.stderr)
         return None, EXIT_INTERRUPT
     except (ValueError, FloatingPointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

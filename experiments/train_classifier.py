@@ -33,9 +33,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from keras_llm.training.classifier import train_classifier  # Imports TensorFlow.
 
     def job():
+        # Imported inside run_job, so Ctrl-C during TensorFlow's import exits cleanly.
+        from keras_llm.training.classifier import train_classifier
         config = apply_config_flags(presets.classifier_config(FLAGS.preset), SECTIONS)
         return train_classifier(config,
                                 FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.dataset}")

@@ -32,9 +32,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Progress lines are printed; absl INFO is noise.
-    from keras_llm.training.language_model import train_language_model  # Imports TensorFlow.
 
     def job():
+        # Imported inside run_job, so Ctrl-C during TensorFlow's import exits cleanly.
+        from keras_llm.training.language_model import train_language_model
         config = apply_config_flags(presets.language_model_config(FLAGS.preset), SECTIONS)
         return train_language_model(config, FLAGS.model_dir or f"runs/{FLAGS.preset}")
 

@@ -88,7 +88,7 @@ class TrainConfig:
     gradient_clip_norm: float = _field(1.0, "Clip gradients to this global norm; 0 disables.")
     weight_average_decay: float = _field(
         0.0, "If > 0: keep an exponential moving average of the weights with this decay (Polyak "
-        "averaging; 0.999 spans ~1,000 steps) and evaluate, keep as best, sample and export it; "
+        "averaging, EMA; 0.999 spans ~1,000 steps) and evaluate, keep as best and sample it; "
         "training still updates the raw weights. 0: use the last weights."
     )
     seed: int = _field(1337, "Seed for initialization, data order and dropout.")

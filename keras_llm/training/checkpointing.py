@@ -65,15 +65,36 @@ def make_checkpoint(model, optimizer=None):
     return tf.train.Checkpoint(model=model_state(model), optimizer=optimizer)
 
 
+class _WeightAverageState(tf.Module):
+    """What a checkpoint holds of a `WeightAverage`: `weights/<name>` and `num_updates`."""
+
+    def __init__(self, weight_average):
+        super().__init__(name="weight_average_state")
+        self.weights = weight_average.averages
+        self.num_updates = weight_average.num_updates
+        self.owner = weight_average  # Not trackable: not saved, only used by restore_checkpoint.
+
+
 def attach_weight_average(checkpoint, weight_average):
     """Adds a `WeightAverage` to `checkpoint` as `weight_average/weights/<name>`.
 
     If `checkpoint.restore` was already called, the averages take the saved values as they are
     attached (when the file has them).
     """
-    state = _named_weights(weight_average.averages)
-    state.num_updates = weight_average.num_updates
-    checkpoint.weight_average = state
+    checkpoint.weight_average = _WeightAverageState(weight_average)
+
+
+def restore_checkpoint(checkpoint, path):
+    """`checkpoint.restore(path)` during training (NaN rollback, best checkpoint).
+
+    A checkpoint saved before the run kept a weight average (resumed with averaging turned on)
+    has none: the average then restarts from the restored weights rather than keep values
+    that belong to other weights.
+    """
+    checkpoint.restore(path).expect_partial()
+    state = getattr(checkpoint, "weight_average", None)
+    if state is not None and not has_weight_average(path):
+        state.owner.restart()
 
 
 def restore_model(model, checkpoint_path):

@@ -378,8 +378,8 @@ def evaluate_file(model_dir, path, batch_size=64, **reader_options):
     trained with `--dataset=sst2` reads another SST-2-style file with no options. Options given
     here override those. The format is the one given, else the one the file's suffix names, else
     the run's; when it is not the run's, the run's header setting and column names (which
-    described files of that other format) are dropped, and so are the column names when a
-    header setting is given. With `skip_bad_rows`, rows with labels the model was not trained
+    described files of that other format) are dropped, and so are the column names when
+    `header=True` (the header row names the columns). With `skip_bad_rows`, rows with labels the model was not trained
     on are skipped too, and the table starts with a summary of every skipped row.
 
     Args:
@@ -409,7 +409,7 @@ def evaluate_file(model_dir, path, batch_size=64, **reader_options):
     if file_format != run_format:
         options.pop("header", None)
         options.pop("column_names", None)
-    if "header" in reader_options:
+    if reader_options.get("header"):  # The header row names the columns.
         options.pop("column_names", None)
     options.update(reader_options, file_format=file_format)
     data = read_labelled_file(path, **options)

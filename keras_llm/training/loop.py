@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_llm.training.checkpointing import restore_checkpoint
 from keras_llm.training.interruption import StopSignals, TrainingInterrupted
 from keras_llm.training.run_directory import write_json_atomically
 
@@ -273,7 +274,7 @@ def _roll_back(checkpoint, path, scale, factor, step_counter):
     """
     lowered = float(scale.numpy()) * factor
     # The checkpoint was written by this run (or resumed from, and checked then).
-    checkpoint.restore(path)
+    restore_checkpoint(checkpoint, path)
     scale.assign(lowered)
     return int(step_counter.numpy())
 
@@ -325,7 +326,7 @@ class BestCheckpoint:
         best = tf.train.latest_checkpoint(self.chief_directory)
         if best is None or self.summary is None:
             return None
-        self.manager.checkpoint.restore(best).expect_partial()
+        restore_checkpoint(self.manager.checkpoint, best)
         log(f"Restored the best checkpoint (step {self.summary['step']}, validation "
             f"{self.metric} {self.summary['validation'][self.metric]:.4f}).")
         return self.summary

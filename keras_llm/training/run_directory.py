@@ -124,7 +124,7 @@ def check_training_data(model_dir, fingerprint):
     path = os.path.join(model_dir, TRAINING_DATA_FILE)
     if not (tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
             and os.path.exists(path)):
-        return
+        return  # A new run, or one from before this check: this run records its data.
     with open(path, encoding="utf-8") as file:
         saved = json.load(file).get("sha256")
     if saved != fingerprint:
@@ -134,11 +134,18 @@ def check_training_data(model_dir, fingerprint):
             "its data order and tokenizer on other data. Use a new --model_dir, or the same data.")
 
 
+def _read_umask():
+    umask = os.umask(0)  # The only way to read it; done once, at import.
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def _chmod_as_created(path, mode):
     """Gives a temporary file or folder the mode `open` / `mkdir` would have: mode & ~umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
+    os.chmod(path, mode & ~_UMASK)
 
 
 def write_json_atomically(path, value):

@@ -62,6 +62,9 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
         attach_weight_average(checkpoint, weight_average)
         if step and not has_weight_average(run_directory.latest_checkpoint()):
             log("The checkpoint holds no weight average; averaging starts at this step.")
+    elif step and has_weight_average(run_directory.latest_checkpoint()):
+        log("--weight_average_decay=0: the checkpoint's weight average is dropped; the raw "
+            "weights are evaluated and saved from now on.")
     manager = tf.train.CheckpointManager(
         checkpoint, run_directory.checkpoint_dir, max_to_keep=train_config.max_checkpoints,
         step_counter=optimizer.iterations,

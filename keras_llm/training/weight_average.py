@@ -5,7 +5,7 @@ iterate (Polyak & Juditsky 1992, "Acceleration of stochastic approximation by av
 deep learning the exponential moving average (EMA) of the weights is the usual form: TF's
 `tf.train.ExponentialMovingAverage`, Keras's `Optimizer(use_ema=True)`, and e.g. Inception-v3
 and EfficientNet evaluate with it. Training keeps updating the raw weights; the average is what
-is evaluated, kept as best, sampled from and exported. On a small dataset it also makes the
+is evaluated, kept as best, sampled from and scored by `experiments.evaluate`. On a small dataset it also makes the
 validation score vary less from one evaluation to the next, so choosing the best one overfits
 the validation split less.
 
@@ -50,7 +50,7 @@ class WeightAverage:
 
     Attributes:
         averages: dict weight name (the checkpoint name, see `checkpointing.weight_name`) ->
-            `tf.Variable` holding the average, float32 like the weight; the weights themselves
+            `tf.Variable` holding the average, float32 like the weight; copies of the weights
             until the first update.
         num_updates: int64 `tf.Variable`, the updates so far (t above).
 
@@ -83,7 +83,8 @@ class WeightAverage:
         keeps identical, so no communication is needed.
         """
         step = tf.cast(self.num_updates + 1, tf.float32)
-        rate = (1.0 - self.decay) / (1.0 - tf.pow(self.decay, step))  # 1 at the first update.
+        decay = tf.constant(self.decay, tf.float32)  # One precision, so the first rate is 1.
+        rate = (1.0 - decay) / (1.0 - tf.pow(decay, step))
 
         def update_average(average, weights):
             return average.assign_add(rate * (weights - average))
@@ -91,6 +92,12 @@ class WeightAverage:
         for average, weights in zip(self._averages, self._weights):
             self.strategy.extended.update(average, update_average, args=(weights,), group=False)
         self.num_updates.assign_add(1)
+
+    def restart(self):
+        """Starts the average afresh: copies of the current weights, zero updates (eager)."""
+        for average, weights in zip(self._averages, self._weights):
+            average.assign(tf.identity(weights))
+        self.num_updates.assign(0)
 
     def _swap(self):
         for average, weights in zip(self._averages, self._weights):

@@ -40,9 +40,10 @@ def test_expected_failures_print_one_line_and_exit_1(capsys, error):
     assert capsys.readouterr().err == f"error: {error}\n"
 
 
-def test_ctrl_c_before_training_exits_130_without_a_traceback(capsys):
+def test_ctrl_c_outside_the_training_steps_exits_130_without_a_traceback(capsys):
     assert run_job(_raise(KeyboardInterrupt())) == (None, 130)
-    assert capsys.readouterr().err == "error: Interrupted (Ctrl-C) before a checkpoint was saved.\n"
+    assert capsys.readouterr().err == (
+        "error: Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any.\n")
 
 
 def test_bugs_keep_their_traceback():

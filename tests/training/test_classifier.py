@@ -104,7 +104,8 @@ def _check_evaluate_reader_options(tmp_path, model_dir, expected_matrix):
     saved["data"]["dataset"] = "sst2"
     with open(config_path, "w", encoding="utf-8") as file:
         json.dump(saved, file)
-    for options in ({}, {"file_format": "tsv"}, {"text_column": "sentence", "label_column": "label"}):
+    for options in ({}, {"file_format": "tsv"}, {"text_column": "sentence", "label_column": "label"},
+                    {"header": False}):
         report, _ = evaluate_file(model_dir, str(tmp_path / "test.tsv"), **options)
         assert report["confusion_matrix"] == expected_matrix, options
     # --skip_bad_rows: a row with a label the model never saw is skipped and reported.

@@ -13,6 +13,7 @@ from keras_llm.training import losses
 from keras_llm.training.checkpointing import (
     attach_weight_average,
     make_checkpoint,
+    restore_checkpoint,
     restore_model,
     weight_name,
 )
@@ -145,3 +146,26 @@ def test_language_model_run_averages_resumes_exactly_and_reports_the_average(
                 "/.ATTRIBUTES/VARIABLE_VALUE": w.numpy() for w in model.trainable_weights}
     assert _max_difference(restored, averages[0]) == 0.0
     assert os.path.exists(os.path.join(reference_dir, "results.json"))
+
+
+def test_restoring_a_checkpoint_without_an_average_restarts_it(tmp_path):
+    strategy, model, average, trainer, dataset = _setup(2, decay=0.998)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    trainer.train_step(iterator)
+    # Saved before averaging was turned on (as by a run resumed with --weight_average_decay).
+    old = make_checkpoint(model, trainer.optimizer).save(str(tmp_path / "old"))
+    saved_weights = [w.numpy() for w in model.trainable_weights]
+    checkpoint = make_checkpoint(model, trainer.optimizer)
+    attach_weight_average(checkpoint, average)
+    for _ in range(2):
+        trainer.train_step(iterator)
+    assert int(average.num_updates.numpy()) == 3
+    restore_checkpoint(checkpoint, old)  # As a NaN rollback or the best checkpoint would.
+    assert int(average.num_updates.numpy()) == 0
+    for weights, variable in zip(saved_weights, average.averages.values()):
+        for copy in strategy.experimental_local_results(variable):
+            np.testing.assert_array_equal(copy.numpy(), weights)
+    # The first update after a restart takes the weights exactly: rate (1 - d) / (1 - d^1) = 1.
+    trainer.train_step(iterator)
+    for weight, variable in zip(model.trainable_weights, average.averages.values()):
+        np.testing.assert_array_equal(variable.numpy(), weight.numpy())
