@@ -31,6 +31,11 @@ class ModelDirectoryError(ValueError):
     """The model directory holds a run this configuration cannot resume."""
 
 
+def latest_checkpoint(model_dir):
+    """The newest checkpoint in `model_dir/checkpoints` (a str prefix), or None."""
+    return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+
+
 def check_model_dir_path(model_dir):
     """Raises ModelDirectoryError if `--model_dir` names an existing file, not a folder."""
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
@@ -59,7 +64,7 @@ def check_resumable(model_dir, config, data_fields, kind):
             fields as flags).
     """
     check_model_dir_path(model_dir)
-    if not tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
+    if not latest_checkpoint(model_dir):
         return
     saved_path = os.path.join(model_dir, "config.json")
     if not os.path.exists(saved_path):
@@ -122,8 +127,7 @@ def check_training_data(model_dir, fingerprint):
         ModelDirectoryError: the saved fingerprint differs; nothing has been written.
     """
     path = os.path.join(model_dir, TRAINING_DATA_FILE)
-    if not (tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-            and os.path.exists(path)):
+    if not (latest_checkpoint(model_dir) and os.path.exists(path)):
         return  # A new run, or one from before this check: this run records its data.
     with open(path, encoding="utf-8") as file:
         saved = json.load(file).get("sha256")
@@ -194,7 +198,7 @@ class RunDirectory:
         Returns:
             str checkpoint prefix (e.g. MODEL_DIR/checkpoints/ckpt-250), or None.
         """
-        return tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+        return latest_checkpoint(self.model_dir)
 
     def file(self, name):
         """Path of `name` in the user's model directory (read it on any worker)."""

@@ -53,6 +53,7 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
         optimizer.build(model.trainable_variables)
     checkpoint = make_checkpoint(model, optimizer)
     step = loop.restore_or_initialize(checkpoint, run_directory, optimizer.iterations, log)
+    saved_average = bool(step) and has_weight_average(run_directory.latest_checkpoint())
     weight_average = None
     if train_config.weight_average_decay:
         # Attached to the checkpoint that did the restore, it takes the saved averages and update
@@ -60,9 +61,9 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
         # scale); otherwise averaging starts now.
         weight_average = WeightAverage(strategy, model, train_config.weight_average_decay)
         attach_weight_average(checkpoint, weight_average)
-        if step and not has_weight_average(run_directory.latest_checkpoint()):
+        if step and not saved_average:
             log("The checkpoint holds no weight average; averaging starts at this step.")
-    elif step and has_weight_average(run_directory.latest_checkpoint()):
+    elif saved_average:
         log("--weight_average_decay=0: the checkpoint's weight average is dropped; the raw "
             "weights are evaluated and saved from now on.")
     manager = tf.train.CheckpointManager(
