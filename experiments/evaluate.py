@@ -36,16 +36,15 @@ FLAGS = flags.FLAGS
 
 def _reader_options():
     """The reader flags the user set, as `read_labelled_file` options; the rest come from the run."""
-    from keras_llm.training.classifier import HEADER_FLAG_VALUES
+    from keras_llm.training.classifier import HEADER_FLAG_VALUES, column_from_flag
 
     options = {"skip_bad_rows": FLAGS.skip_bad_rows}
     for name in ("file_format", "encoding", "errors"):
         if FLAGS[name].value is not None:
             options[name] = FLAGS[name].value
     for name in ("text_column", "label_column"):
-        value = FLAGS[name].value
-        if value is not None:
-            options[name] = int(value) if value.isdigit() else value
+        if FLAGS[name].value is not None:
+            options[name] = column_from_flag(FLAGS[name].value)
     if FLAGS.header is not None:
         options["header"] = HEADER_FLAG_VALUES[FLAGS.header]
     return options

@@ -79,7 +79,8 @@ def build_classifier(model_config, vocabulary_size, sequence_length, num_classes
     )
 
 
-def _column(value):
+def column_from_flag(value):
+    """A --text_column / --label_column value: a 0-based index if all digits, else a name."""
     return int(value) if value.isdigit() else value
 
 
@@ -97,8 +98,8 @@ def file_reader_options(data_config):
     elif data_config.dataset == "files":
         options.update(
             file_format=data_config.file_format,
-            text_column=_column(data_config.text_column),
-            label_column=_column(data_config.label_column),
+            text_column=column_from_flag(data_config.text_column),
+            label_column=column_from_flag(data_config.label_column),
             header=HEADER_FLAG_VALUES[data_config.header],
         )
     return options
