@@ -33,6 +33,19 @@ def pytest_configure(config):
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 4)
 
 
+def replica_strategy(num_replicas):
+    """OneDeviceStrategy for 1 replica, else MirroredStrategy over the first logical CPUs."""
+    import tensorflow as tf
+
+    if num_replicas == 1:
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    devices = [f"/cpu:{i}" for i in range(num_replicas)]
+    # The cross-device ops that keras_llm.training.strategy.make_strategy uses on CPUs.
+    return tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
+
+
 def tiny_language_model_config(data_dir, **train_overrides):
     """A small, fast GPT config over the shared Tiny Shakespeare (one replica)."""
     from keras_llm import config as config_lib

@@ -31,6 +31,13 @@ def _slice(source, target, rows):
     return lines
 
 
+def _replace_row(path, index, row):
+    """Replaces the 0-based `index`-th line of a data file with `row` (ending in a newline)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[index] = row
+    path.write_text("".join(lines), encoding="utf-8")
+
+
 def _files_config(tmp_path, preset="lstm_baseline", **train):
     sst2 = shared_data_path("sst2")
     for split, rows in (("train", 640), ("dev", 120), ("test", 150)):
@@ -123,10 +130,7 @@ def _check_evaluate_reader_options(tmp_path, model_dir, expected_matrix):
 
 def test_unseen_label_in_dev_names_file_and_line(tmp_path):
     config = _files_config(tmp_path)
-    dev = tmp_path / "dev.tsv"
-    lines = dev.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines[4] = "7\tan unseen label\n"
-    dev.write_text("".join(lines), encoding="utf-8")
+    _replace_row(tmp_path / "dev.tsv", 4, "7\tan unseen label\n")
     with pytest.raises(DataError, match=r"dev\.tsv, line 5: unseen label"):
         train_classifier(config, str(tmp_path / "run"), log=_quiet)
     assert not (tmp_path / "run").exists()
@@ -142,10 +146,7 @@ def test_unseen_label_in_dev_names_file_and_line(tmp_path):
 
 def test_bad_row_fails_with_file_and_line_or_is_skipped(tmp_path):
     config = _files_config(tmp_path)
-    train = tmp_path / "train.tsv"
-    text = train.read_text(encoding="utf-8").splitlines(keepends=True)
-    text[9] = "1\tone field too many\textra\n"
-    train.write_text("".join(text), encoding="utf-8")
+    _replace_row(tmp_path / "train.tsv", 9, "1\tone field too many\textra\n")
     with pytest.raises(DataError, match=r"train\.tsv, line 10: extra column"):
         train_classifier(config, str(tmp_path / "run"), log=_quiet)
     messages = []

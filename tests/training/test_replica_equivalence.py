@@ -31,6 +31,7 @@ from keras_llm.models.transformer_classifier import TransformerClassifier
 from keras_llm.training import losses
 from keras_llm.training import optimizer as optimizer_lib
 from keras_llm.training.trainer import Trainer
+from tests.conftest import replica_strategy
 
 NUM_STEPS = 10
 GLOBAL_BATCH_SIZE = 8  # 8, 4 and 2 examples per replica on 1, 2 and 4 replicas.
@@ -47,17 +48,6 @@ WARMUP_STEPS = 2
 BETA_1 = 0.9
 BETA_2 = 0.95
 WEIGHT_DECAY = 0.1
-
-
-def make_strategy(num_replicas):
-    """OneDeviceStrategy for 1 replica, else MirroredStrategy over the first logical CPUs."""
-    if num_replicas == 1:
-        return tf.distribute.OneDeviceStrategy("/cpu:0")
-    devices = [f"/cpu:{i}" for i in range(num_replicas)]
-    # The cross-device ops that keras_llm.training.strategy.make_strategy uses on CPUs.
-    return tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
-    )
 
 
 # ----------------------------------------------------------------------------------- data
@@ -187,7 +177,7 @@ def build(case, strategy, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_STEPS):
 
 
 def train(case, num_replicas, gradient_accumulation_steps=1):
-    strategy = make_strategy(num_replicas)
+    strategy = replica_strategy(num_replicas)
     assert strategy.num_replicas_in_sync == num_replicas
     model, optimizer = build(case, strategy)
     initial_weights = [v.numpy() for v in model.weights]
@@ -339,7 +329,7 @@ def test_adamw_steps_match_hand_computed_update(num_replicas):
     once per replica; step 1 is a hand-written AdamW step on the clipped mean gradient."""
     case = Case(tiny_language_model, LANGUAGE_MODEL_INPUT, None, losses.token_cross_entropy,
                 gradient_clip_norm=0.1)
-    strategy = make_strategy(num_replicas)
+    strategy = replica_strategy(num_replicas)
     model, optimizer = build(case, strategy, weight_decay=SINGLE_STEP_WEIGHT_DECAY, warmup_steps=0)
     names = variable_names(model.trainable_variables)
     assert names == ["token_embedding/embeddings", "output_projection/kernel",

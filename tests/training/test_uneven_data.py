@@ -24,6 +24,7 @@ from keras_llm.models.transformer_classifier import TransformerClassifier
 from keras_llm.training import losses
 from keras_llm.training import optimizer as optimizer_lib
 from keras_llm.training.trainer import Trainer
+from tests.conftest import replica_strategy
 
 GLOBAL_BATCH_SIZE = 8
 SEQUENCE_LENGTH = 8
@@ -33,16 +34,6 @@ SEED = 1234
 RELATIVE_TOLERANCE = 1e-6
 TOLERANCE = 1e-5  # Weights after training, as in test_replica_equivalence.
 GRADIENT_CLIP_NORM = 0.02  # Below every training step's gradient norm here (asserted).
-
-
-def make_strategy(num_replicas):
-    """OneDeviceStrategy for 1 replica, else MirroredStrategy over the first logical CPUs."""
-    if num_replicas == 1:
-        return tf.distribute.OneDeviceStrategy("/cpu:0")
-    devices = [f"/cpu:{i}" for i in range(num_replicas)]
-    return tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
-    )
 
 
 def build_model(make_model, example_input, strategy):
@@ -91,7 +82,7 @@ NUM_WINDOWS = (1, 18, 17)
 def one_device_language_model_evaluation(model_name):
     """{num_windows: Trainer.evaluate totals} on one device, each checked against a reference
     computed on all windows at once without the trainer."""
-    strategy = make_strategy(1)
+    strategy = replica_strategy(1)
     model = build_model(LANGUAGE_MODELS[model_name], LANGUAGE_MODEL_INPUT, strategy)
     trainer = Trainer(strategy, model, optimizer=None, loss_fn=losses.token_cross_entropy)
     results = {}
@@ -114,7 +105,7 @@ def test_language_model_evaluation_counts_every_target_once(model_name, num_repl
     # units) recurrent term for a bias and emits an invalid BiasAdd). Trainer.evaluate now
     # traces on the dataset's element_spec.
     one_device = one_device_language_model_evaluation(model_name)
-    strategy = make_strategy(num_replicas)
+    strategy = replica_strategy(num_replicas)
     model = build_model(LANGUAGE_MODELS[model_name], LANGUAGE_MODEL_INPUT, strategy)
     trainer = Trainer(strategy, model, optimizer=None, loss_fn=losses.token_cross_entropy)
     for num_windows in NUM_WINDOWS:
@@ -190,7 +181,7 @@ NUM_EXAMPLES = (1, 10, 9)
 def evaluate_classifier(model_name, num_replicas):
     """{num_examples: Trainer.evaluate totals (with a confusion matrix)}, plus the model."""
     num_classes, make_model = CLASSIFIERS[model_name]
-    strategy = make_strategy(num_replicas)
+    strategy = replica_strategy(num_replicas)
     model = build_model(make_model, CLASSIFIER_INPUT, strategy)
     trainer = Trainer(strategy, model, optimizer=None, loss_fn=losses.classification_cross_entropy,
                       metrics_fn=confusion_metrics_fn(num_classes))
@@ -286,9 +277,9 @@ def _check_same_training(model_name, dataset, num_steps, num_replicas,
     else:
         model = (tiny_language_model, LANGUAGE_MODEL_INPUT, losses.token_cross_entropy)
     reference_losses, initial_weights, reference_weights = _train(
-        *model, make_strategy(1), dataset, num_steps
+        *model, replica_strategy(1), dataset, num_steps
     )
-    step_losses, _, weights = _train(*model, make_strategy(num_replicas), dataset, num_steps,
+    step_losses, _, weights = _train(*model, replica_strategy(num_replicas), dataset, num_steps,
                                      gradient_accumulation_steps)
     np.testing.assert_allclose(step_losses, reference_losses, rtol=0, atol=TOLERANCE)
     for got, want in zip(weights, reference_weights):

@@ -20,6 +20,7 @@ from keras_llm.training.checkpointing import (
 from keras_llm.training.language_model import load_trained_language_model, train_language_model
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.weight_average import WeightAverage
+from tests.conftest import replica_strategy
 from tests.training.test_fault_tolerance import (
     _checkpoint,
     _config,
@@ -31,15 +32,9 @@ from tests.training.test_fault_tolerance import (
 DECAY = 0.75
 
 
-def _strategy(num_replicas):
-    if num_replicas == 1:
-        return tf.distribute.OneDeviceStrategy("/cpu:0")
-    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_replicas)])
-
-
 def _setup(num_replicas, decay=DECAY):
     """A 3 -> 1 logistic regression with Adam, its WeightAverage, a Trainer and a fixed batch."""
-    strategy = _strategy(num_replicas)
+    strategy = replica_strategy(num_replicas)
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = keras.Sequential([keras.layers.Dense(1, name="head")])
