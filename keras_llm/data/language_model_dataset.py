@@ -4,8 +4,8 @@ Worked example, `sequence_length=3`, token ids `[5, 6, 7, 8, 9]`:
 
     windows of sequence_length + 1 = 4 tokens, one starting at every offset (stride 1):
         [5, 6, 7, 8], [6, 7, 8, 9]
-    each window -> (inputs, targets, mask):
-        ([5, 6, 7], [6, 7, 8], [1, 1, 1]), ([6, 7, 8], [7, 8, 9], [1, 1, 1])
+    each window -> (features, targets, mask):
+        (token_ids [5, 6, 7], targets [6, 7, 8], mask [1, 1, 1]), ([6, 7, 8], [7, 8, 9], [1, 1, 1])
 
 Training draws windows in a seeded shuffled order, epoch after epoch, like nanoGPT's random
 offsets but without replacement within an epoch. The order depends only on the seed, so a run
@@ -15,6 +15,8 @@ uninterrupted run. Validation uses non-overlapping windows (stride `sequence_len
 
 import numpy as np
 import tensorflow as tf
+
+from keras_llm.data.features import PADDING_MASK_KEY, TOKEN_IDS_KEY
 
 
 def _distribution_options():
@@ -33,8 +35,10 @@ def _window_dataset(token_ids, starts, sequence_length, batch_size, drop_remaind
 
     def to_example(batch_starts):
         windows = tf.gather(tokens, batch_starts[:, None] + offsets)  # (batch, sequence_length + 1)
-        inputs, targets = windows[:, :-1], windows[:, 1:]  # (batch, sequence_length) each
-        return inputs, targets, tf.ones_like(targets, dtype=tf.float32)
+        token_ids, targets = windows[:, :-1], windows[:, 1:]  # (batch, sequence_length) each
+        # Every window is real text: the padding mask is all True.
+        features = {TOKEN_IDS_KEY: token_ids, PADDING_MASK_KEY: tf.ones_like(token_ids, tf.bool)}
+        return features, targets, tf.ones_like(targets, dtype=tf.float32)
 
     return (
         starts.batch(batch_size, drop_remainder=drop_remainder)
@@ -65,7 +69,8 @@ def training_dataset(token_ids, sequence_length, global_batch_size, seed, start_
             continues exactly where the interrupted one stopped.
 
     Returns:
-        A `tf.data.Dataset` of `(inputs, targets, mask)`: int32, int32, float32, each of shape
+        A `tf.data.Dataset` of `(features, targets, mask)`: features `{"token_ids": int32,
+        "padding_mask": bool (all True)}`, targets int32 and mask float32, each of shape
         (global_batch_size, sequence_length).
 
     Raises:
@@ -87,7 +92,7 @@ def evaluation_dataset(token_ids, sequence_length, global_batch_size, max_batche
     """Non-overlapping windows over the whole split, in order (deterministic validation).
 
     Returns:
-        A `tf.data.Dataset` of `(inputs, targets, mask)` as in `training_dataset`; the last batch
+        A `tf.data.Dataset` of `(features, targets, mask)` as in `training_dataset`; the last batch
         may be smaller than `global_batch_size`. With `max_batches` > 0, at most that many.
 
     Raises:

@@ -17,6 +17,8 @@ import numbers
 
 import tensorflow as tf
 
+from keras_llm.data.features import model_inputs
+
 
 def _check_sampling_args(temperature, top_k, top_p):
     """Validates the Python-number forms of the sampling arguments (tensors are not checked)."""
@@ -151,8 +153,9 @@ def generate(
     same continuation, and different steps use independent random numbers.
 
     Args:
-        model: a callable `model(token_ids, training=False)` mapping int32 `(batch, seq_len)`,
-            `seq_len <= sequence_length`, to logits `(batch, seq_len, vocabulary_size)` where
+        model: a callable `model(inputs, training=False)` mapping the input dict of int32
+            token ids `(batch, seq_len)`, `seq_len <= sequence_length` (`keras_llm.data.features`)
+            to logits `(batch, seq_len, vocabulary_size)` where
             position `t` scores token `t + 1` (`GPTLanguageModel`, `LSTMLanguageModel`).
         prompt_ids: int tensor `(batch, prompt_len)`, `prompt_len >= 1`; may be longer than
             `sequence_length` (only its last `sequence_length` tokens condition the first step).
@@ -188,7 +191,7 @@ def generate(
 
     # Create the model's variables before the loop: a while_loop body cannot create variables.
     if not getattr(model, "built", True):
-        model(prompt_ids[:, -sequence_length:], training=False)
+        model(model_inputs(prompt_ids[:, -sequence_length:]), training=False)
 
     # The prompt followed by zeros that the loop overwrites one column at a time.
     buffer = tf.concat(
@@ -200,7 +203,7 @@ def generate(
         # `position` is the column to fill; the context is the (at most) sequence_length before it.
         start = tf.maximum(position - sequence_length, 0)
         context = buffer[:, start:position]  # (batch, min(position, sequence_length))
-        logits = model(context, training=False)[:, -1, :]  # (batch, vocabulary_size)
+        logits = model(model_inputs(context), training=False)[:, -1, :]  # (batch, vocabulary_size)
         step_seed = tf.random.experimental.stateless_fold_in(seed, position)
         next_token = sample_next_token(logits, temperature, top_k, top_p, seed=step_seed)
         buffer = tf.where(columns == position, next_token[:, None], buffer)  # (batch, total_len)

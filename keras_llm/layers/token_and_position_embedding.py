@@ -51,7 +51,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         self.embeddings_initializer = resolve_initializer(embeddings_initializer)
 
-        self.token_embedding = keras.layers.Embedding(
+        # Reversible, so a tied language-model head can project onto the vocabulary with it.
+        self.token_embedding = keras.layers.ReversibleEmbedding(
             self.vocabulary_size,
             self.hidden_dim,
             embeddings_initializer=clone_initializer(self.embeddings_initializer),

@@ -10,39 +10,24 @@ from keras_llm.layers.transformer_encoder_block import TransformerEncoderBlock
 class TransformerDecoderBlock(TransformerEncoderBlock):
     """`x + CausalAttention(LN(x))`, then `x + MLP(LN(x))` (nanoGPT's `Block`).
 
-    Identical to `TransformerEncoderBlock` (same weights, same arguments) except that position
-    `i` attends only to positions `<= i`, so the output at `i` never depends on later tokens.
+    `TransformerEncoderBlock` (same weights, arguments and call signature) with a causal mask:
+    the query at position `i` attends only to keys at positions `<= i`, so the output at `i`
+    never depends on later tokens (Radford et al. 2018, GPT's masked self-attention).
 
-    Args:
-        num_heads: int, number of attention heads.
-        hidden_dim: int, model width; must be divisible by `num_heads`.
-        intermediate_dim: int, width of the MLP's hidden layer (GPT-2 uses `4 * hidden_dim`).
-        dropout: float in [0, 1), dropout rate (attention probabilities and residual branches).
-        layer_norm_epsilon: float, epsilon of both LayerNorms (1e-5 as in GPT-2).
-        kernel_initializer: initializer of the attention input projection and the MLP's first
-            layer; `None` means GPT-2's normal(0, 0.02).
-        residual_kernel_initializer: initializer of the two projections that write into the
-            residual stream; `None` means normal(0, 0.02). `GPTBackbone` passes GPT-2's
-            `0.02 / sqrt(2 * num_layers)`.
-        **kwargs: passed to `keras.layers.Layer`.
-
-    Call arguments:
-        x: float tensor `(batch, seq_len, hidden_dim)`.
-        padding_mask: optional bool tensor `(batch, seq_len)`, True at real tokens; padded
-            positions are additionally masked as keys. With right padding it changes nothing,
-            since causality already hides later positions.
-        training: bool, whether dropout is active.
-
-    Returns:
-        Float tensor `(batch, seq_len, hidden_dim)`.
-
-    Raises:
-        ValueError: if `hidden_dim % num_heads != 0` (the message names both) or a size is
-            not positive.
+    Padding: padded positions are masked as keys, so a real token never reads them, whether the
+    batch is padded on the right (where causality already hides them) or on the left (prompts of
+    different lengths in one generation batch). A left-padded query, which has no real key at or
+    before it, attends to itself alone, so its own (meaningless) output never depends on later
+    tokens either (attending uniformly to every key, as a fully masked row otherwise would,
+    would read the future).
     """
 
     def attention_mask(self, x, padding_mask):
-        """Returns the causal mask AND the padding mask: bool `(batch or 1, seq_len, seq_len)`.
+        """Returns causal AND padding, with rows left empty by them given their diagonal.
+
+        Returns:
+            bool `(batch or 1, seq_len, seq_len)`; `[b, i, j]` is True where query `i` may
+            attend to key `j`.
 
         Args:
             x: float tensor `(batch, seq_len, hidden_dim)`, read only for `seq_len`.
@@ -56,4 +41,7 @@ class TransformerDecoderBlock(TransformerEncoderBlock):
         padding = super().attention_mask(x, padding_mask)  # (batch, 1, seq_len) or None
         if padding is None:
             return causal
-        return ops.logical_and(causal, padding)  # (batch, seq_len, seq_len)
+        allowed = ops.logical_and(causal, padding)  # (batch, seq_len, seq_len)
+        no_key = ops.logical_not(ops.any(allowed, axis=-1, keepdims=True))  # (batch, seq_len, 1)
+        diagonal = (positions[None, :] == positions[:, None])[None, :, :]  # (1, seq_len, seq_len)
+        return ops.logical_or(allowed, ops.logical_and(no_key, diagonal))

@@ -2,10 +2,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_llm.data.features import model_inputs
 from keras_llm.generation.sampling import generate
 from keras_llm.generation.sampling import sample_next_token
 from keras_llm.models.gpt import GPTLanguageModel
+from keras_llm.models.lstm_backbone import LSTMBackbone
 from keras_llm.models.lstm_language_model import LSTMLanguageModel
+from keras_llm.models.transformer_backbone import GPTBackbone
 
 VOCABULARY_SIZE = 20
 
@@ -107,7 +110,8 @@ class _CropRevealingModel:
     def __init__(self, sequence_length):
         self.sequence_length = sequence_length
 
-    def __call__(self, token_ids, training=False):
+    def __call__(self, inputs, training=False):
+        token_ids = inputs["token_ids"]
         seq_len = tf.shape(token_ids)[1]
         tf.debugging.assert_less_equal(seq_len, self.sequence_length)
         next_token = (token_ids[:, 0] + seq_len) % VOCABULARY_SIZE  # (batch,)
@@ -134,7 +138,7 @@ def test_generate_crops_like_nanogpt(prompt_len):
 
 
 def _gpt(sequence_length=6):
-    return GPTLanguageModel(vocabulary_size=VOCABULARY_SIZE, sequence_length=sequence_length, num_layers=1, num_heads=2, hidden_dim=8)
+    return GPTLanguageModel(GPTBackbone(vocabulary_size=VOCABULARY_SIZE, sequence_length=sequence_length, num_layers=1, num_heads=2, hidden_dim=8))
 
 
 def test_generate_greedy_matches_a_python_loop():
@@ -143,7 +147,7 @@ def test_generate_greedy_matches_a_python_loop():
     out = generate(model, prompt, max_new_tokens=5, sequence_length=6, temperature=0.0).numpy()
     sequence = prompt[0].tolist()
     for _ in range(5):
-        logits = model(np.array([sequence[-6:]], "int32")).numpy()[0, -1]
+        logits = model(model_inputs(np.array([sequence[-6:]], "int32"))).numpy()[0, -1]
         sequence.append(int(logits.argmax()))
     assert out[0].tolist() == sequence
 
@@ -191,6 +195,6 @@ def test_different_seeds_give_different_continuations():
 
 
 def test_generate_with_lstm_language_model():
-    model = LSTMLanguageModel(vocabulary_size=VOCABULARY_SIZE, hidden_dim=8, num_layers=1)
+    model = LSTMLanguageModel(LSTMBackbone(vocabulary_size=VOCABULARY_SIZE, hidden_dim=8, num_layers=1))
     out = generate(model, np.array([[1, 2]], "int32"), max_new_tokens=3, sequence_length=16, top_k=5)
     assert out.shape == (1, 5)

@@ -46,7 +46,8 @@ def block_weights(block):
 def transformer_block(x, weights, num_heads, epsilon, causal, padding_mask=None):
     """Returns the block output for `x` (batch, seq_len, hidden_dim), looping over batch and heads.
 
-    `padding_mask` (batch, seq_len) bool masks keys; `causal` hides keys j > i from query i.
+    `padding_mask` (batch, seq_len) bool masks keys; `causal` hides keys j > i from query i. A
+    causal query left with no key (left padding) attends to itself alone.
     """
     batch_size, seq_len, hidden_dim = x.shape
     head_dim = hidden_dim // num_heads
@@ -60,6 +61,9 @@ def transformer_block(x, weights, num_heads, epsilon, causal, padding_mask=None)
             allowed &= np.tril(np.ones((seq_len, seq_len), bool))
         if padding_mask is not None:
             allowed &= padding_mask[b][None, :]
+        if causal:
+            empty = ~allowed.any(axis=1)
+            allowed[empty, np.flatnonzero(empty)] = True
         heads = []
         for h in range(num_heads):
             cols = slice(h * head_dim, (h + 1) * head_dim)

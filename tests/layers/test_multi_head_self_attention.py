@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -51,6 +52,22 @@ def test_separate_initializer_copies_give_different_kernels():
     qkv = layer.query_key_value.kernel.numpy()
     out = layer.output_projection.kernel.numpy()
     assert not np.allclose(qkv[:, :6], out)
+
+
+def test_one_shared_initializer_instance_still_gives_each_kernel_its_own_draw():
+    # A seedless Keras 3 initializer draws its seed once, at construction: two layers given the
+    # same instance would get identical same-shape kernels unless each clones it.
+    shared = keras.initializers.RandomNormal(stddev=0.02)
+    first = MultiHeadSelfAttention(num_heads=2, hidden_dim=6, kernel_initializer=shared,
+                                   residual_kernel_initializer=shared)
+    second = MultiHeadSelfAttention(num_heads=2, hidden_dim=6, kernel_initializer=shared,
+                                    residual_kernel_initializer=shared)
+    for layer in (first, second):
+        layer.build((None, None, 6))
+    assert not np.allclose(first.query_key_value.kernel.numpy(),
+                           second.query_key_value.kernel.numpy())
+    assert not np.allclose(first.output_projection.kernel.numpy(),
+                           second.output_projection.kernel.numpy())
 
 
 def test_bad_dropout_raises():

@@ -42,6 +42,27 @@ def test_matches_numpy_reference_with_padding_mask():
     np.testing.assert_allclose(block(x, padding_mask=padding_mask).numpy(), expected, atol=1e-5)
 
 
+def test_matches_numpy_reference_with_left_padding():
+    block = _block()
+    x = _random_inputs()
+    padding_mask = np.array([[False, False, True, True, True], [False] * 4 + [True]])
+    expected = numpy_reference.transformer_block(
+        x.astype(np.float64), numpy_reference.block_weights(block), NUM_HEADS, 1e-5, causal=True,
+        padding_mask=padding_mask,
+    )
+    np.testing.assert_allclose(block(x, padding_mask=padding_mask).numpy(), expected, atol=1e-5)
+
+
+def test_left_padded_positions_never_read_later_tokens():
+    block = _block()
+    x = _random_inputs()
+    padding_mask = np.array([[False, False, True, True, True]] * 2)
+    changed = x.copy()
+    changed[:, 2:] += 1.0  # Only the real (later) tokens change.
+    np.testing.assert_allclose(block(changed, padding_mask=padding_mask).numpy()[:, :2],
+                               block(x, padding_mask=padding_mask).numpy()[:, :2], atol=1e-6)
+
+
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_is_causal(k):
     block = _block()

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from keras_llm.models.classifier_inputs import PADDING_MASK_KEY
-from keras_llm.models.classifier_inputs import TOKEN_IDS_KEY
+from keras_llm.data.features import PADDING_MASK_KEY
+from keras_llm.data.features import TOKEN_IDS_KEY
 
 
 def classifier_inputs(rows, seq_len):

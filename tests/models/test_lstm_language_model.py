@@ -3,17 +3,21 @@ import json
 import numpy as np
 import pytest
 
+from keras_llm.data.features import model_inputs
+from keras_llm.models.lstm_backbone import LSTMBackbone
 from keras_llm.models.lstm_language_model import LSTMLanguageModel
 
 VOCABULARY_SIZE = 17
 
 
 def _token_ids(batch_size=2, seq_len=9, seed=0):
-    return np.random.default_rng(seed).integers(0, VOCABULARY_SIZE, size=(batch_size, seq_len)).astype("int32")
+    ids = np.random.default_rng(seed).integers(0, VOCABULARY_SIZE, size=(batch_size, seq_len))
+    return model_inputs(ids.astype("int32"))
 
 
 def _model(**kwargs):
-    return LSTMLanguageModel(vocabulary_size=VOCABULARY_SIZE, hidden_dim=8, num_layers=2, **kwargs)
+    return LSTMLanguageModel(
+        LSTMBackbone(vocabulary_size=VOCABULARY_SIZE, hidden_dim=8, num_layers=2, **kwargs))
 
 
 def test_logits_shape_and_dtype():
@@ -24,12 +28,12 @@ def test_logits_shape_and_dtype():
 
 def test_is_causal():
     model = _model()
-    token_ids = _token_ids()
-    logits = model(token_ids).numpy()
+    token_ids = _token_ids()["token_ids"]
+    logits = model(model_inputs(token_ids)).numpy()
     for k in (1, 3, 8):
         changed = token_ids.copy()
         changed[:, k:] = (changed[:, k:] + 1) % VOCABULARY_SIZE
-        changed_logits = model(changed).numpy()
+        changed_logits = model(model_inputs(changed)).numpy()
         np.testing.assert_allclose(changed_logits[:, :k], logits[:, :k], atol=1e-6)
         assert not np.allclose(changed_logits[:, k:], logits[:, k:], atol=1e-6)
 
@@ -51,9 +55,11 @@ def test_dropout_only_in_training():
 
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="num_layers"):
-        LSTMLanguageModel(vocabulary_size=5, hidden_dim=4, num_layers=0)
+        LSTMBackbone(vocabulary_size=5, hidden_dim=4, num_layers=0)
     with pytest.raises(ValueError, match="dropout"):
-        LSTMLanguageModel(vocabulary_size=5, hidden_dim=4, num_layers=1, dropout=1.5)
+        LSTMBackbone(vocabulary_size=5, hidden_dim=4, num_layers=1, dropout=1.5)
+    with pytest.raises(ValueError, match="causal backbone"):
+        LSTMLanguageModel(LSTMBackbone(vocabulary_size=5, hidden_dim=4, bidirectional=True))
 
 
 def test_config_round_trip():
@@ -67,3 +73,11 @@ def test_config_round_trip():
     restored(token_ids)
     restored.set_weights(model.get_weights())
     np.testing.assert_allclose(restored(token_ids).numpy(), logits, atol=1e-6)
+
+
+def test_right_padding_changes_no_real_position():
+    model = _model()
+    inputs = _token_ids(seq_len=6)
+    mask = np.array([[True] * 6, [True] * 3 + [False] * 3])
+    padded = model(model_inputs(inputs["token_ids"], mask)).numpy()
+    np.testing.assert_allclose(padded[1, :3], model(inputs).numpy()[1, :3], atol=1e-6)

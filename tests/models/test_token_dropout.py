@@ -3,26 +3,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_llm.models.lstm_classifier import LSTMClassifier
-from keras_llm.models.transformer_classifier import TransformerClassifier
+from keras_llm.models.lstm_backbone import LSTMBackbone
+from keras_llm.models.transformer_backbone import TransformerEncoderBackbone
 
 INPUTS = {
     "token_ids": tf.constant([[5, 6, 7, 8, 0, 0], [9, 3, 4, 0, 0, 0]], tf.int32),
     "padding_mask": tf.constant([[1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]]) > 0,
 }
-MODELS = {
-    "lstm": lambda rate: LSTMClassifier(20, embedding_dim=8, hidden_dim=8, token_dropout=rate),
-    "transformer": lambda rate: TransformerClassifier(20, 6, 1, 2, 8, dropout=0.0,
-                                                      token_dropout=rate),
+BACKBONES = {
+    "lstm": lambda rate: LSTMBackbone(20, embedding_dim=8, hidden_dim=8, token_dropout=rate),
+    "transformer": lambda rate: TransformerEncoderBackbone(20, 6, 1, 2, 8, dropout=0.0,
+                                                           token_dropout=rate),
 }
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_token_dropout_only_acts_in_training(name):
     keras.utils.set_random_seed(0)
-    plain = MODELS[name](0.0)
+    plain = BACKBONES[name](0.0)
     plain(INPUTS)
-    dropped = MODELS[name](0.5)
+    dropped = BACKBONES[name](0.5)
     dropped(INPUTS)
     dropped.set_weights(plain.get_weights())
     np.testing.assert_allclose(dropped(INPUTS, training=False), plain(INPUTS, training=False),
@@ -34,7 +34,7 @@ def test_token_dropout_only_acts_in_training(name):
 
 def test_token_dropout_zeroes_whole_token_embeddings():
     keras.utils.set_random_seed(1)
-    model = MODELS["lstm"](0.5)
+    model = BACKBONES["lstm"](0.5)
     model(INPUTS)
     embedded = model.token_embedding(INPUTS["token_ids"])  # (batch, seq_len, embedding_dim)
     dropped = model.token_dropout_layer(embedded, training=True).numpy()
@@ -44,4 +44,4 @@ def test_token_dropout_zeroes_whole_token_embeddings():
     np.testing.assert_allclose(dropped[kept], 2.0 * embedded.numpy()[kept], rtol=1e-6)
     assert zero_tokens.any() and kept.any()
     with pytest.raises(ValueError, match="token_dropout must be a float in"):
-        LSTMClassifier(20, token_dropout=1.0)
+        LSTMBackbone(20, hidden_dim=4, token_dropout=1.0)
