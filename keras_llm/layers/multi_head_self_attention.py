@@ -90,30 +90,56 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.output_projection.build(input_shape)
 
     def call(self, x, attention_mask=None, training=None):
+        query, key, value = self.project_query_key_value(x)
+        return self.attend(query, key, value, attention_mask, training=training)
+
+    def project_query_key_value(self, x):
+        """Projects `x` to per-head queries, keys and values (the cached decoder keeps the keys
+        and values of earlier tokens).
+
+        Args:
+            x: float tensor `(batch, seq_len, hidden_dim)`.
+
+        Returns:
+            `(query, key, value)`, each `(batch, num_heads, seq_len, head_dim)`.
+        """
         batch_size = ops.shape(x)[0]
         qkv = self.query_key_value(x)  # (batch, seq_len, 3 * hidden_dim)
         qkv = ops.reshape(qkv, (batch_size, -1, 3, self.num_heads, self.head_dim))
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, num_heads, seq_len, head_dim)
-        query, key, value = qkv[0], qkv[1], qkv[2]  # each (batch, num_heads, seq_len, head_dim)
+        return qkv[0], qkv[1], qkv[2]  # each (batch, num_heads, seq_len, head_dim)
 
-        key_transposed = ops.transpose(key, (0, 1, 3, 2))  # (batch, num_heads, head_dim, seq_len)
-        scores = ops.matmul(query, key_transposed)  # (batch, num_heads, seq_len, seq_len)
+    def attend(self, query, key, value, attention_mask=None, training=None):
+        """Scaled dot-product attention of `query` over `key`/`value`, then the output projection.
+
+        Args:
+            query: `(batch, num_heads, query_len, head_dim)`.
+            key, value: `(batch, num_heads, key_len, head_dim)`.
+            attention_mask: optional bool, broadcastable to `(batch, query_len, key_len)`.
+            training: bool, whether dropout is active.
+
+        Returns:
+            Float tensor `(batch, query_len, hidden_dim)`.
+        """
+        batch_size = ops.shape(query)[0]
+        key_transposed = ops.transpose(key, (0, 1, 3, 2))  # (batch, num_heads, head_dim, key_len)
+        scores = ops.matmul(query, key_transposed)  # (batch, num_heads, query_len, key_len)
         # Softmax in float32 even under mixed precision, where float16 logits can overflow.
         scores = ops.cast(scores, "float32") / math.sqrt(self.head_dim)
         if attention_mask is not None:
             attention_mask = ops.cast(attention_mask, "bool")
-            attention_mask = ops.expand_dims(attention_mask, axis=1)  # (batch, 1, seq_len, seq_len)
+            attention_mask = ops.expand_dims(attention_mask, axis=1)  # (batch, 1, query, key)
             # The most negative finite float32 rather than -inf: a fully masked row then gets a
             # uniform distribution instead of 0/0 = NaN, and masked keys get exactly 0 weight.
             scores = ops.where(attention_mask, scores, ops.cast(-3.4028235e38, "float32"))
-        probs = ops.softmax(scores, axis=-1)  # (batch, num_heads, seq_len, seq_len)
+        probs = ops.softmax(scores, axis=-1)  # (batch, num_heads, query_len, key_len)
         probs = ops.cast(probs, self.compute_dtype)
         probs = self.attention_dropout(probs, training=training)
 
-        heads = ops.matmul(probs, value)  # (batch, num_heads, seq_len, head_dim)
-        heads = ops.transpose(heads, (0, 2, 1, 3))  # (batch, seq_len, num_heads, head_dim)
-        heads = ops.reshape(heads, (batch_size, -1, self.hidden_dim))  # (batch, seq_len, hidden_dim)
-        return self.output_projection(heads)  # (batch, seq_len, hidden_dim)
+        heads = ops.matmul(probs, value)  # (batch, num_heads, query_len, head_dim)
+        heads = ops.transpose(heads, (0, 2, 1, 3))  # (batch, query_len, num_heads, head_dim)
+        heads = ops.reshape(heads, (batch_size, -1, self.hidden_dim))  # (batch, query, hidden_dim)
+        return self.output_projection(heads)  # (batch, query_len, hidden_dim)
 
     def compute_output_shape(self, input_shape):
         return input_shape

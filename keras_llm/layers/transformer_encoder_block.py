@@ -125,11 +125,13 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     def call(self, x, padding_mask=None, training=None):
         attention_mask = self.attention_mask(x, padding_mask)
-
         h = self.attention_layer_norm(x)  # (batch, seq_len, hidden_dim)
         h = self.self_attention(h, attention_mask=attention_mask, training=training)
         x = x + self.attention_output_dropout(h, training=training)  # (batch, seq_len, hidden_dim)
+        return self.feed_forward(x, training=training)
 
+    def feed_forward(self, x, training=None):
+        """The second residual branch: `x + MLP(LN(x))`, `(batch, seq_len, hidden_dim)`."""
         h = self.feed_forward_layer_norm(x)
         h = self.feed_forward_intermediate(h)  # (batch, seq_len, intermediate_dim)
         # GPT-2 uses the tanh approximation of GELU ("gelu_new" in its released code).
