@@ -1,6 +1,9 @@
 r"""Data-parallel throughput: 1 vs 2 logical devices, and 1 vs 2 local workers, with ratios.
 
+Examples:
+
     python -m experiments.benchmark_scaling --preset=shakespeare_char --steps=100
+    python -m experiments.benchmark_scaling --preset=shakespeare_char_lstm --batch_size=24
 
 Each configuration runs `experiments.benchmark_train` in a fresh process (the logical-device
 split and MultiWorkerMirroredStrategy are per process) at the same GLOBAL batch, so the ratio is
@@ -13,11 +16,17 @@ import re
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from experiments.command import check_flags, run
+from keras_llm import presets
 
 flags.DEFINE_string("preset", "shakespeare_char", "Language-model preset whose step is timed.")
 flags.DEFINE_integer("steps", 100, "Timed steps per configuration.", lower_bound=1)
-flags.DEFINE_integer("batch_size", None, "Global batch (default: the preset's); must be even.")
+flags.DEFINE_integer("batch_size", None, "Global batch (default: the preset's); must be even.",
+                     lower_bound=2)
+flags.register_validator("batch_size", lambda value: value is None or value % 2 == 0,
+                         message="--batch_size must be even: it is split over 2 replicas.")
 flags.DEFINE_integer("timeout_seconds", 900, "Limit for each configuration.", lower_bound=1)
 FLAGS = flags.FLAGS
 
@@ -36,6 +45,9 @@ def _tokens_per_second(command):
 
 def main(argv):
     del argv
+    _, status = check_flags(lambda: presets.language_model_config(FLAGS.preset))
+    if status:
+        return status
     benchmark = [sys.executable, "-m", "experiments.benchmark_train", f"--preset={FLAGS.preset}",
                  f"--steps={FLAGS.steps}"]
     if FLAGS.batch_size:
@@ -58,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main, __doc__)

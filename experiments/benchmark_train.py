@@ -1,45 +1,50 @@
 r"""Measures the training step: tokens/s and ms/step at a preset's shape.
 
-    python -m experiments.benchmark_train --preset=shakespeare_char --steps=200
-    python -m experiments.benchmark_train --preset=shakespeare_char --num_cpu_devices=2 --strategy=mirrored
-
 Synthetic token ids of the preset's vocabulary size (67 for Tiny Shakespeare's characters) feed
 the real Trainer step, so the figure is the step's own cost: forward, backward, all-reduce,
 clip and AdamW update. The first `--warmup` steps (tracing, compilation) are not timed.
+Examples:
+
+    python -m experiments.benchmark_train --preset=shakespeare_char --steps=200
+    python -m experiments.benchmark_train --preset=shakespeare_char --num_cpu_devices=2 \
+        --strategy=mirrored
 """
-
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from experiments.config_flags import apply_config_flags, define_config_flags
+from experiments.command import check_flags, run
+from experiments.config_flags import define_config_flags, resolve_config
 from keras_llm import config as config_lib, presets
 
 flags.DEFINE_string("preset", "shakespeare_char", "Language-model preset whose shape is timed.")
 flags.DEFINE_integer("steps", 200, "Timed steps.", lower_bound=1)
 flags.DEFINE_integer("warmup", 10, "Untimed steps first (tracing).", lower_bound=1)
-flags.DEFINE_integer("benchmark_vocabulary_size", 67, "Vocabulary size of the synthetic data.")
+flags.DEFINE_integer("benchmark_vocabulary_size", 67, "Vocabulary size of the synthetic data.",
+                     lower_bound=1)
 SECTIONS = define_config_flags(config_lib.LanguageModelConfig)
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    config = apply_config_flags(presets.language_model_config(FLAGS.preset), SECTIONS)
-    train = config.train
+    config, status = check_flags(lambda: resolve_config(
+        presets.language_model_config(FLAGS.preset), SECTIONS, config_lib.validate))
+    if status:
+        return status
     from keras_llm.training.benchmark import benchmark_train_step
 
     figures = benchmark_train_step(config, FLAGS.benchmark_vocabulary_size, FLAGS.steps,
                                    FLAGS.warmup)
+    train = config.train
     print(f"preset {config.preset} ({config.model.architecture}, {figures['parameters']:,} "
           f"parameters), global batch {train.batch_size} x {config.model.sequence_length} tokens,"
           f" {figures['num_replicas']} replica(s) ({figures['strategy']})")
     print(f"ms/step:  {figures['ms_per_step']:.2f}")
     print(f"tokens/s: {figures['tokens_per_second']:,.0f}")
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main, __doc__, presets.language_model_config)

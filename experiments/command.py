@@ -1,16 +1,97 @@
-"""What the training commands share: run the job and turn its expected failures into a status.
+"""What the commands share: flags checked before TensorFlow loads, `--help`, exit statuses.
 
-`train_lm` and `train_classifier` print `error: ...` on one line for what a user can fix (bad
-flags or data, a model directory of another run, a NaN loss) instead of a traceback, and exit
-with a status a shell script or a scheduler can act on.
+Every command parses and checks its flags (and, for the training commands, the whole config)
+before it imports TensorFlow, which takes seconds: a typo, an unknown preset or a bad value is
+reported in well under a second as one `error: ...` line with status 1 (absl's own flag errors
+keep absl's message and its status 1). What a user can fix later on (bad data, a model directory
+of another run, a NaN loss) is reported the same way by `run_job`, and Ctrl-C at any point
+before the training steps exits 130 with one line instead of a traceback.
+
+TensorFlow's log lines: `TF_CPP_MIN_LOG_LEVEL=2` (set below, before TensorFlow is imported, and
+only if the user has not set it) hides its C++ INFO and WARNING lines. It cannot hide the lines
+TensorFlow 2.21 prints while its shared libraries load, on a machine without a GPU:
+"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+"cudart_stub.cc: Could not find cuda drivers", "port.cc: oneDNN custom operations are on", and
+at the first device query "cuda_platform.cc: failed call to cuInit". They are written through
+Abseil's C++ logging before anything calls `absl::InitializeLog()`, and until then Abseil
+writes every message to stderr whatever its severity (see abseil-cpp PRs #1718 and #1957, and
+tensorflow PR #102212, which calls `InitializeLog`; measured here with TF 2.21 the banner still
+appears, with TF_CPP_MIN_LOG_LEVEL=3 too). Abseil reads no environment variable that changes
+this. Only the oneDNN line has a switch, `TF_ENABLE_ONEDNN_OPTS=0`, and it changes the
+numerics, so it is left alone. Hiding the others would mean redirecting file descriptor 2
+around TensorFlow's import, which would also hide a real import failure; they are harmless
+and left visible.
 """
 
+import os
 import sys
+
+from absl import app, flags
+
+from experiments.command_help import format_help
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Exit status for a failure the message explains (bad configuration or data, NaN loss, ...).
 EXIT_FAILURE = 1
 # Ctrl-C outside the training steps: 128 + SIGINT, as a shell reports it.
 EXIT_INTERRUPT = 130
+# What asks for help; absl's --helpfull still prints absl's full listing.
+HELP_ARGUMENTS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
+_INTERRUPTED = "error: Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any."
+
+
+def run(main, docstring, preset_config=None):
+    """`absl.app.run(main)` with this package's `--help` and a one-line exit on Ctrl-C.
+
+    Args:
+        main: the command's `main(argv)`; its return value is the exit status.
+        docstring: the command module's docstring (summary and example invocations).
+        preset_config: for commands with config flags, `preset_name -> config`
+            (e.g. `presets.language_model_config`); `--help` then shows that preset's values.
+    """
+    try:
+        app.run(main, flags_parser=lambda argv: _parse_flags(argv, docstring, preset_config))
+    except KeyboardInterrupt:  # During start-up, before `main` (or `run_job`) could catch it.
+        print(_INTERRUPTED, file=sys.stderr)
+        sys.exit(EXIT_INTERRUPT)
+
+
+def _parse_flags(argv, docstring, preset_config):
+    own = argv[1:argv.index("--")] if "--" in argv else argv[1:]  # The rest is another command's.
+    if not any(argument in HELP_ARGUMENTS for argument in own):
+        return app.parse_flags_with_usage(argv)
+    try:  # Only for --preset: help shows the preset asked for, whatever else is wrong.
+        flags.FLAGS([argv[0]] + [argument for argument in own if argument not in HELP_ARGUMENTS])
+    except flags.Error:
+        flags.FLAGS.mark_as_parsed()
+    config = None
+    if preset_config is not None:
+        try:
+            config = preset_config(flags.FLAGS["preset"].value)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_FAILURE)
+    command_flags = flags.FLAGS.get_flags_for_module(sys.argv[0])
+    sys.stdout.write(format_help(docstring, command_flags, config))
+    sys.exit(0)
+
+
+def check_flags(build):
+    """Calls `build()`, which checks flags before TensorFlow loads; a bad flag's status is 1.
+
+    Args:
+        build: `() -> value`, e.g. a closure that resolves and validates the config.
+
+    Returns:
+        `(value, 0)`, or `(None, EXIT_FAILURE)` after printing `error: <message>` to stderr for
+        a `ValueError` or `FileNotFoundError` (e.g. a --model_dir that holds no run).
+    """
+    try:
+        return build(), 0
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None, EXIT_FAILURE
 
 
 def run_job(job):
@@ -24,21 +105,22 @@ def run_job(job):
         stderr: `TrainingInterrupted.exit_status` (130 for Ctrl-C, 143 for SIGTERM; a
         checkpoint was saved and the same command resumes), `EXIT_INTERRUPT` for Ctrl-C
         outside the training steps (start-up, final evaluation) or a second Ctrl-C, or
-        `EXIT_FAILURE` for a
-        `ValueError`, `FloatingPointError` or `RuntimeError`. Anything else propagates with its
-        traceback: it is a bug, not bad input.
+        `EXIT_FAILURE` for a `ValueError`, `FloatingPointError` or `RuntimeError`. Anything else
+        propagates with its traceback: it is a bug, not bad input.
     """
-    # Imported here: the commands import TensorFlow only after their flags are parsed.
-    from keras_llm.training.interruption import TrainingInterrupted
-
+    try:
+        # Imported here: the commands import TensorFlow only after their flags are checked.
+        from keras_llm.training.interruption import TrainingInterrupted
+    except KeyboardInterrupt:  # Ctrl-C while TensorFlow loads.
+        print(_INTERRUPTED, file=sys.stderr)
+        return None, EXIT_INTERRUPT
     try:
         return job(), 0
     except TrainingInterrupted as interrupted:
         print(f"error: {interrupted}", file=sys.stderr)
         return None, interrupted.exit_status
     except KeyboardInterrupt:  # Ctrl-C outside the training steps, or a second one.
-        print("error: Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any.",
-              file=sys.stderr)
+        print(_INTERRUPTED, file=sys.stderr)
         return None, EXIT_INTERRUPT
     except (ValueError, FloatingPointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,12 +1,15 @@
 """absl flags generated from the config dataclasses: one flag per field, same name and help.
 
 A flag overrides the preset only when the user set it (`FLAGS[name].present`), so presets stay
-the single source of defaults.
+the single source of defaults. Nothing here imports TensorFlow: the config is resolved and
+checked before a command loads it.
 """
 
 import dataclasses
 
 from absl import flags
+
+from keras_llm import config as config_lib
 
 _DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            str: flags.DEFINE_string}
@@ -39,3 +42,30 @@ def apply_config_flags(config, sections, flag_values=flags.FLAGS):
         if overrides:
             replaced[section] = dataclasses.replace(getattr(config, section), **overrides)
     return dataclasses.replace(config, **replaced)
+
+
+def resolve_config(preset_config, sections, validate, flag_values=flags.FLAGS, log=print):
+    """The config a command runs: the preset, the flags the user set, checked.
+
+    A warm-up the user did not set is fitted to a short `--train_steps`
+    (`config.fit_warmup_to_train_steps`), with one note through `log`.
+
+    Args:
+        preset_config: the config of the chosen preset.
+        sections: as returned by `define_config_flags`.
+        validate: `config.validate` or `config.validate_classifier`.
+        flag_values: the parsed flags.
+        log: a print-like function for the note.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ValueError: naming every flag at fault (`validate`).
+    """
+    config = apply_config_flags(preset_config, sections, flag_values)
+    config, note = config_lib.fit_warmup_to_train_steps(config,
+                                                        flag_values["warmup_steps"].present)
+    if note:
+        log(note)
+    return validate(config)

@@ -1,7 +1,9 @@
-r"""Evaluates a trained classifier on any labelled file.
+r"""Evaluates a trained classifier on any labelled file. Examples:
 
     python -m experiments.evaluate --model_dir=runs/lstm_baseline_sst2 \
         --data=../shared/data/sst2/test.tsv
+    python -m experiments.evaluate --model_dir=runs/reviews --data=new_reviews.csv \
+        --text_column=review --label_column=stars --output=metrics.json
 
 The file is read as the run's training files were (an `sst2` run reads SST-2-style TSV, a
 `--dataset=files` run its own columns and header); the reader flags below override that.
@@ -12,9 +14,10 @@ JSON.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags, logging
+
+from experiments.command import check_flags, run
+from keras_llm import config as config_lib
 
 _AS_TRAINED = " Default: as the run's training files were read."
 flags.DEFINE_string("model_dir", None, "A classifier run directory.", required=True)
@@ -50,10 +53,19 @@ def _reader_options():
     return options
 
 
+def _check_paths():
+    config_lib.load_run_config(FLAGS.model_dir, config_lib.ClassifierConfig)
+    if not os.path.isfile(FLAGS.data):
+        raise FileNotFoundError(f"--data={FLAGS.data}: no such file.")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    _, status = check_flags(_check_paths)  # Before TensorFlow loads.
+    if status:
+        return status
     from keras_llm.training.classifier import evaluate_file
     from keras_llm.training.run_directory import write_json_atomically
 
@@ -70,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main, __doc__)

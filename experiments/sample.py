@@ -1,15 +1,17 @@
-r"""Prints text generated from the latest checkpoint of a language-model run.
+r"""Prints text generated from the latest checkpoint of a language-model run. Examples:
 
     python -m experiments.sample --model_dir=runs/shakespeare_char --prompt="ROMEO:" \
         --max_new_tokens=500 --temperature=0.8 --top_k=40 --seed=0
+    python -m experiments.sample --model_dir=runs/shakespeare_char --temperature=0   # greedy
+    python -m experiments.sample --model_dir=runs/shakespeare_char --top_p=0.9 --num_samples=3
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags, logging
+
+from experiments.command import check_flags, run
+from keras_llm import config as config_lib
 
 flags.DEFINE_string("model_dir", None, "A language-model run directory (holds config.json, "
                     "tokenizer/ and checkpoints/).", required=True)
@@ -30,6 +32,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    # Before TensorFlow loads: a --model_dir that holds no language-model run fails at once.
+    _, status = check_flags(lambda: config_lib.load_run_config(FLAGS.model_dir,
+                                                               config_lib.LanguageModelConfig))
+    if status:
+        return status
     from keras_llm.training.language_model import load_trained_language_model, sample_text
 
     try:
@@ -53,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main, __doc__)

@@ -11,14 +11,10 @@ field is a flag of the same name. Examples:
         --validation_file=dev.csv --test_file=test.csv --text_column=review --label_column=stars
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags, logging
 
-from experiments.command import run_job
-from experiments.config_flags import apply_config_flags, define_config_flags
+from experiments.command import check_flags, run, run_job
+from experiments.config_flags import define_config_flags, resolve_config
 from keras_llm import config as config_lib, presets
 
 flags.DEFINE_string("preset", "lstm_baseline",
@@ -33,11 +29,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    config, status = check_flags(lambda: resolve_config(
+        presets.classifier_config(FLAGS.preset), SECTIONS, config_lib.validate_classifier))
+    if status:
+        return status
 
     def job():
         # Imported inside run_job, so Ctrl-C during TensorFlow's import exits cleanly.
         from keras_llm.training.classifier import train_classifier
-        config = apply_config_flags(presets.classifier_config(FLAGS.preset), SECTIONS)
         return train_classifier(config,
                                 FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.dataset}")
 
@@ -51,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main, __doc__, presets.classifier_config)

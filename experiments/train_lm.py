@@ -1,23 +1,19 @@
 r"""Trains a language model: `python -m experiments.train_lm [--preset=shakespeare_char] ...`.
 
 With no flags it trains nanoGPT's shakespeare_char configuration on Tiny Shakespeare. Every
-config field is a flag of the same name (`--batch_size`, `--train_steps`, `--learning_rate`,
-`--num_layers`, `--hidden_dim`, `--sequence_length`, `--seed`, ...); `--flagfile` reads them from
-a file. Example:
+config field is a flag of the same name; `--flagfile` reads them from a file. Examples:
 
-    python -m experiments.train_lm --preset=shakespeare_char \
-        --data_dir=../shared/data/tinyshakespeare --model_dir=runs/shakespeare_char
+    python -m experiments.train_lm --data_dir=../shared/data/tinyshakespeare \
+        --model_dir=runs/shakespeare_char
+    python -m experiments.train_lm --train_steps=20 --model_dir=/tmp/smoke   # a smoke run
+    python -m experiments.train_lm --preset=shakespeare_char_lstm --strategy=mirrored \
+        --num_cpu_devices=2 --batch_size=24
 """
-
-import os
-
-# TensorFlow's C++ INFO and WARNING lines drown the progress lines; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from experiments.command import run_job
-from experiments.config_flags import apply_config_flags, define_config_flags
+from experiments.command import check_flags, run, run_job
+from experiments.config_flags import define_config_flags, resolve_config
 from keras_llm import config as config_lib, presets
 
 flags.DEFINE_string("preset", "shakespeare_char",
@@ -32,11 +28,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Progress lines are printed; absl INFO is noise.
+    config, status = check_flags(lambda: resolve_config(
+        presets.language_model_config(FLAGS.preset), SECTIONS, config_lib.validate))
+    if status:
+        return status
 
     def job():
         # Imported inside run_job, so Ctrl-C during TensorFlow's import exits cleanly.
         from keras_llm.training.language_model import train_language_model
-        config = apply_config_flags(presets.language_model_config(FLAGS.preset), SECTIONS)
         return train_language_model(config, FLAGS.model_dir or f"runs/{FLAGS.preset}")
 
     results, status = run_job(job)
@@ -50,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main, __doc__, presets.language_model_config)

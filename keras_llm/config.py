@@ -10,7 +10,15 @@ import json
 import math
 import os
 
-from keras_llm.training.strategy import CLUSTER_RESOLVERS, STRATEGIES
+# The --strategy names `keras_llm.training.strategy.make_strategy` maps to tf.distribute
+# strategies. They live here, with the flag they check, so the config (and every command's flag
+# checks) needs no TensorFlow.
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+# Where multi_worker reads the cluster from: the TF_CONFIG variable, or a SLURM job step.
+CLUSTER_RESOLVERS = ("tf_config", "slurm")
+# A warm-up the user did not set is cut to this fraction of --train_steps when it is longer:
+# BERT's warmup_proportion (Devlin et al. 2019). nanoGPT's shakespeare_char warms up for 5 %.
+DEFAULT_WARMUP_FRACTION = 0.1
 
 
 def _field(default, help):  # noqa: A002 - `help` reads best at the call sites below.
@@ -61,7 +69,12 @@ class ModelConfig:
 class TrainConfig:
     """Optimization, distribution, evaluation and logging."""
 
-    strategy: str = _field("auto", "auto, one_device, mirrored or multi_worker (reads TF_CONFIG).")
+    strategy: str = _field(
+        "auto", "one_device (one GPU, else the CPU); mirrored (all local GPUs, else "
+        "--num_cpu_devices logical CPUs; one device: one_device); multi_worker (one process per "
+        "worker; the cluster from --cluster_resolver); auto: multi_worker when TF_CONFIG is set or "
+        "--cluster_resolver=slurm, else mirrored."
+    )
     num_cpu_devices: int = _field(
         1, "Split the host CPU into this many logical devices (data parallelism without GPUs)."
     )
@@ -271,6 +284,36 @@ def replace_fields(config, overrides, where):
     return dataclasses.replace(config, **overrides)
 
 
+def fit_warmup_to_train_steps(config, warmup_steps_set):
+    """Shortens a warm-up the user did not set to fit a short run, e.g. `--train_steps=20`.
+
+    A preset's warm-up (100 steps for shakespeare_char) is meant for its own run length; a
+    smoke run of 20 steps would otherwise be refused by `validate`. A warm-up longer than
+    `DEFAULT_WARMUP_FRACTION` of `--train_steps` is cut to that fraction (rounded down), unless
+    the user set `--warmup_steps` (then `validate` still refuses one that does not fit) or the
+    run is sized by `--epochs` (its step count is known only once the data is read).
+
+    Args:
+        config: a `LanguageModelConfig` or `ClassifierConfig`.
+        warmup_steps_set: bool, whether the user set `--warmup_steps`.
+
+    Returns:
+        `(config, note)`: the config, with `train.warmup_steps` shortened or not, and a one-line
+        note naming the new value for the user, or None when nothing changed (or the change
+        does not matter: `--learning_rate_schedule=constant` has no warm-up).
+    """
+    train = config.train
+    limit = int(train.train_steps * DEFAULT_WARMUP_FRACTION)
+    if warmup_steps_set or train.epochs or train.train_steps < 1 or train.warmup_steps <= limit:
+        return config, None
+    note = (f"note: --warmup_steps={limit} ({DEFAULT_WARMUP_FRACTION:.0%} of --train_steps="
+            f"{train.train_steps}) instead of the preset's {train.warmup_steps}; set "
+            "--warmup_steps to choose another.")
+    if train.learning_rate_schedule == "constant":
+        note = None
+    return dataclasses.replace(config, train=dataclasses.replace(train, warmup_steps=limit)), note
+
+
 class _Checker:
     """Collects every problem of a config, so one run reports them all."""
 
@@ -283,7 +326,8 @@ class _Checker:
 
     def raise_if_any(self):
         if self.errors:
-            raise ValueError("Invalid configuration:\n  " + "\n  ".join(self.errors))
+            # One line however many, so a command prints it as one `error: ...` line.
+            raise ValueError("Invalid configuration: " + " ".join(self.errors))
 
 
 def _check_train(train, check):

@@ -326,7 +326,7 @@ def test_kubernetes_manifest_is_consistent():
 
 @pytest.mark.parametrize("num_workers, index", [(2, 0), (2, 1), (4, 3)])
 def test_kubernetes_manifest_builds_each_pods_tf_config(num_workers, index):
-    from keras_llm.training.strategy import parse_tf_config
+    from keras_llm.training.cluster import parse_tf_config
 
     text = MANIFEST.read_text()
     script = re.search(r"# --- TF_CONFIG.*?\n(.*?)# --- end TF_CONFIG", text, re.S).group(1)
