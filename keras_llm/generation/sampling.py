@@ -1,4 +1,4 @@
-"""Next-token sampling (greedy, temperature, top-k, nucleus) and the autoregressive generation loop.
+"""Next-token sampling: greedy, temperature, top-k and nucleus (the decoding loop: `decoding`).
 
 One implementation serves interactive sampling, evaluation-time text samples and the exported
 `generate` signature: everything is TensorFlow ops with stateless random numbers, so it traces
@@ -17,10 +17,9 @@ import numbers
 
 import tensorflow as tf
 
-from keras_llm.data.features import model_inputs
 
 
-def _check_sampling_args(temperature, top_k, top_p):
+def check_sampling_args(temperature, top_k, top_p):
     """Validates the Python-number forms of the sampling arguments (tensors are not checked)."""
     if isinstance(temperature, numbers.Real) and temperature < 0:
         raise ValueError(
@@ -36,7 +35,7 @@ def _check_sampling_args(temperature, top_k, top_p):
         )
 
 
-def _as_seed_pair(seed):
+def seed_pair(seed):
     """Returns a stateless-RNG seed: int32 `(2,)`. An int `s` becomes `[s, 0]`."""
     seed = tf.convert_to_tensor(seed)
     if seed.shape.rank == 0:
@@ -111,7 +110,7 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, seed=0):
         ValueError: if a Python-number argument is out of range (tensor arguments are used as
             given).
     """
-    _check_sampling_args(temperature, top_k, top_p)
+    check_sampling_args(temperature, top_k, top_p)
     logits = tf.cast(logits, tf.float32)
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (batch,)
     if isinstance(temperature, numbers.Real) and temperature == 0:
@@ -126,92 +125,6 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, seed=0):
     if top_p is not None:
         logits = _top_p_filter(logits, top_p)
     sampled = tf.random.stateless_categorical(
-        logits, num_samples=1, seed=_as_seed_pair(seed), dtype=tf.int32
+        logits, num_samples=1, seed=seed_pair(seed), dtype=tf.int32
     )  # (batch, 1)
     return tf.where(is_greedy, greedy, sampled[:, 0])  # (batch,)
-
-
-def generate(
-    model,
-    prompt_ids,
-    max_new_tokens,
-    sequence_length,
-    temperature=1.0,
-    top_k=None,
-    top_p=None,
-    seed=0,
-):
-    """Extends each prompt by `max_new_tokens` sampled tokens, one model call per token.
-
-    The loop is nanoGPT's `generate`: crop the context to its last `sequence_length` tokens,
-    run the model, take the logits at the last position, sample, append. Tokens are written
-    into a fixed-size buffer inside a `tf.while_loop`, so the function runs eagerly and inside a
-    `tf.function` (e.g. a SavedModel signature). There is no key/value cache: each step re-runs
-    the model on the whole (cropped) context.
-
-    Step `i` draws with the seed `stateless_fold_in(seed, i)`, so a fixed `seed` reproduces the
-    same continuation, and different steps use independent random numbers.
-
-    Args:
-        model: a callable `model(inputs, training=False)` mapping the input dict of int32
-            token ids `(batch, seq_len)`, `seq_len <= sequence_length` (`keras_llm.data.features`)
-            to logits `(batch, seq_len, vocabulary_size)` where
-            position `t` scores token `t + 1` (`GPTLanguageModel`, `LSTMLanguageModel`).
-        prompt_ids: int tensor `(batch, prompt_len)`, `prompt_len >= 1`; may be longer than
-            `sequence_length` (only its last `sequence_length` tokens condition the first step).
-        max_new_tokens: int >= 0, or an int scalar tensor, number of tokens to append.
-        sequence_length: int >= 1, the model's longest context.
-        temperature: see `sample_next_token`.
-        top_k: see `sample_next_token`.
-        top_p: see `sample_next_token`.
-        seed: int or int tensor `(2,)`.
-
-    Returns:
-        int32 tensor `(batch, prompt_len + max_new_tokens)`: the prompt followed by the new tokens.
-
-    Raises:
-        ValueError: if a Python-number argument is out of range.
-    """
-    _check_sampling_args(temperature, top_k, top_p)
-    if isinstance(max_new_tokens, numbers.Integral) and max_new_tokens < 0:
-        raise ValueError(
-            f"max_new_tokens must be >= 0; received max_new_tokens={max_new_tokens!r}."
-        )
-    if not isinstance(sequence_length, numbers.Integral) or sequence_length < 1:
-        raise ValueError(
-            "sequence_length must be a positive int; "
-            f"received sequence_length={sequence_length!r}."
-        )
-
-    prompt_ids = tf.cast(tf.convert_to_tensor(prompt_ids), tf.int32)  # (batch, prompt_len)
-    batch_size = tf.shape(prompt_ids)[0]
-    prompt_len = tf.shape(prompt_ids)[1]
-    total_len = prompt_len + tf.cast(max_new_tokens, tf.int32)
-    seed = _as_seed_pair(seed)
-
-    # Create the model's variables before the loop: a while_loop body cannot create variables.
-    if not getattr(model, "built", True):
-        model(model_inputs(prompt_ids[:, -sequence_length:]), training=False)
-
-    # The prompt followed by zeros that the loop overwrites one column at a time.
-    buffer = tf.concat(
-        [prompt_ids, tf.zeros([batch_size, total_len - prompt_len], tf.int32)], axis=1
-    )  # (batch, total_len)
-    columns = tf.range(total_len)[None, :]  # (1, total_len)
-
-    def body(position, buffer):
-        # `position` is the column to fill; the context is the (at most) sequence_length before it.
-        start = tf.maximum(position - sequence_length, 0)
-        context = buffer[:, start:position]  # (batch, min(position, sequence_length))
-        logits = model(model_inputs(context), training=False)[:, -1, :]  # (batch, vocabulary_size)
-        step_seed = tf.random.experimental.stateless_fold_in(seed, position)
-        next_token = sample_next_token(logits, temperature, top_k, top_p, seed=step_seed)
-        buffer = tf.where(columns == position, next_token[:, None], buffer)  # (batch, total_len)
-        return position + 1, buffer
-
-    _, buffer = tf.while_loop(
-        lambda position, buffer: position < total_len,
-        body,
-        (prompt_len, buffer),
-    )
-    return buffer

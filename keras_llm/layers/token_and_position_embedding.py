@@ -90,6 +90,20 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         token_vectors = self.token_embedding(token_ids)  # (batch, seq_len, hidden_dim)
         return token_vectors + position_vectors[None, :, :]  # (batch, seq_len, hidden_dim)
 
+    def embed_at(self, token_ids, positions):
+        """Embeds tokens at explicit positions (the cached decoder's one new token per row).
+
+        Args:
+            token_ids: int tensor `(batch, seq_len)`.
+            positions: int tensor `(batch, seq_len)`, each in `[0, sequence_length)`; the caller
+                guarantees the range (the decoder never passes the context).
+
+        Returns:
+            Float tensor `(batch, seq_len, hidden_dim)`.
+        """
+        # (batch, seq_len, hidden_dim) each
+        return self.token_embedding(token_ids) + self.position_embedding(positions)
+
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.hidden_dim)
 

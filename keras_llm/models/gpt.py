@@ -65,12 +65,36 @@ class GPTLanguageModel(keras.Model):
 
     def call(self, inputs, training=None):
         hidden = self.backbone(inputs, training=training)  # (batch, seq_len, hidden_dim)
+        # (batch, seq_len, vocabulary_size): hidden @ embeddings^T when tied.
+        return self._logits(hidden)
+
+    def _logits(self, hidden):
         if self.tie_embeddings:
-            # (batch, seq_len, vocabulary_size): hidden @ embeddings^T.
-            logits = self.backbone.token_embedding(hidden, reverse=True)
-        else:
-            logits = self.output_projection(hidden)  # (batch, seq_len, vocabulary_size)
-        return ops.cast(logits, "float32")
+            return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+        return ops.cast(self.output_projection(hidden), "float32")
+
+    @property
+    def max_context(self):
+        """The most tokens one prediction conditions on: the position table's length."""
+        return self.sequence_length
+
+    def prefill(self, token_ids, padding_mask, cache_length):
+        """Logits of a right-padded prompt and the key/value cache (see `GPTBackbone.prefill`).
+
+        Returns:
+            `(logits float32 (batch, prompt_len, vocabulary_size), cache)`.
+        """
+        hidden, cache = self.backbone.prefill(token_ids, padding_mask, cache_length)
+        return self._logits(hidden), cache
+
+    def decode_step(self, token_ids, positions, cache):
+        """Next-token logits for one new token per row (see `GPTBackbone.decode_step`).
+
+        Returns:
+            `(logits float32 (batch, vocabulary_size), cache)`.
+        """
+        hidden, cache = self.backbone.decode_step(token_ids, positions, cache)
+        return self._logits(hidden)[:, 0, :], cache
 
     def compute_output_shape(self, input_shape):
         return (*self.backbone.compute_output_shape(input_shape)[:-1], self.vocabulary_size)

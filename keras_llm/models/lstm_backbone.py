@@ -139,6 +139,46 @@ class LSTMBackbone(keras.Model):
             x = self.dropout_layer(x, training=training)
         return x
 
+    # ----------------------------------------------- stateful decoding (unidirectional, no dropout)
+
+    def prefill(self, token_ids, padding_mask):
+        """Reads right-padded prompts; returns their outputs and each layer's final state.
+
+        Args:
+            token_ids: int32 `(batch, prompt_len)`.
+            padding_mask: bool `(batch, prompt_len)`, True at real tokens (right padding): a
+                row's state is the one after its last real token.
+
+        Returns:
+            `(hidden (batch, prompt_len, hidden_dim), state)`, state float `(num_layers, 2,
+            batch, hidden_dim)` (2 = the LSTM's h and c).
+        """
+        x = self.token_embedding(token_ids)  # (batch, prompt_len, embedding_dim)
+        mask = _mask_without_empty_rows(ops.cast(padding_mask, "bool"))
+        zeros = ops.zeros((ops.shape(token_ids)[0], self.hidden_dim), x.dtype)  # (batch, hidden)
+        states = []
+        for lstm in self.lstm_layers:
+            _, x, (h, c) = lstm.inner_loop(x, [zeros, zeros], mask)  # x (b, prompt, hidden)
+            states.append(ops.stack([h, c]))
+        return x, ops.stack(states)
+
+    def decode_step(self, token_ids, state):
+        """One new token per row, from and to the per-layer `state` of `prefill`.
+
+        Args:
+            token_ids: int32 `(batch, 1)`.
+            state: float `(num_layers, 2, batch, hidden_dim)`.
+
+        Returns:
+            `(hidden (batch, 1, hidden_dim), state)`.
+        """
+        x = self.token_embedding(token_ids)[:, 0, :]  # (batch, embedding_dim)
+        states = []
+        for index, lstm in enumerate(self.lstm_layers):
+            x, (h, c) = lstm.cell(x, [state[index, 0], state[index, 1]])  # x (batch, hidden)
+            states.append(ops.stack([h, c]))
+        return x[:, None, :], ops.stack(states)
+
     def compute_output_shape(self, input_shape):
         return (*token_ids_shape(input_shape), self.output_dim)
 

@@ -55,6 +55,29 @@ class LSTMLanguageModel(keras.Model):
         logits = self.output_projection(hidden)  # (batch, seq_len, vocabulary_size)
         return ops.cast(logits, "float32")
 
+    max_context = None  # The state carries the whole history: no context window.
+
+    def prefill(self, token_ids, padding_mask, cache_length=None):
+        """Logits of right-padded prompts and the LSTM state after each (`cache_length` unused).
+
+        Returns:
+            `(logits float32 (batch, prompt_len, vocabulary_size), state)`.
+        """
+        del cache_length
+        hidden, state = self.backbone.prefill(token_ids, padding_mask)
+        return ops.cast(self.output_projection(hidden), "float32"), state
+
+    def decode_step(self, token_ids, positions, state):
+        """Next-token logits for one new token per row (`positions` unused: the state is the
+        history).
+
+        Returns:
+            `(logits float32 (batch, vocabulary_size), state)`.
+        """
+        del positions
+        hidden, state = self.backbone.decode_step(token_ids, state)
+        return ops.cast(self.output_projection(hidden[:, 0, :]), "float32"), state
+
     def compute_output_shape(self, input_shape):
         return (*self.backbone.compute_output_shape(input_shape)[:-1], self.vocabulary_size)
 

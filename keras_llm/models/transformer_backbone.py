@@ -10,6 +10,7 @@ normal(0, 0.02 / sqrt(2 * num_layers)) (see `keras_llm.layers.transformer_stack`
 """
 
 import keras
+from keras import ops
 
 from keras_llm.layers.initializers import gpt2_normal
 from keras_llm.layers.token_and_position_embedding import TokenAndPositionEmbedding
@@ -167,9 +168,54 @@ class GPTBackbone(TransformerBackbone):
     The output at position `t` depends only on `token_ids[:, :t + 1]`. With right padding the
     padding mask changes no real token's output (causality already hides later positions); with
     left padding it keeps real tokens from attending to the padding.
+
+    Cached decoding (`prefill`, then `decode_step` per new token) keeps every layer's keys and
+    values in one tensor, `cache`: float `(num_layers, 2, batch, num_heads, cache_length,
+    head_dim)` (2 = keys, values), so a new token costs one position's work instead of a pass
+    over the whole context (the key/value cache of GPT-2's released sampler).
     """
 
     block_class = TransformerDecoderBlock
+
+    def prefill(self, token_ids, padding_mask, cache_length):
+        """Runs a right-padded prompt once and returns its hidden states and the filled cache.
+
+        Args:
+            token_ids: int32 `(batch, prompt_len)`, `prompt_len <= cache_length <=
+                sequence_length`.
+            padding_mask: bool `(batch, prompt_len)`, True at real tokens (right padding).
+            cache_length: int, slots per layer (the longest context decoding will reach).
+
+        Returns:
+            `(hidden (batch, prompt_len, hidden_dim), cache)`; cache slots `>= prompt_len`
+            are zeros.
+        """
+        x = self.embedding(token_ids)  # (batch, prompt_len, hidden_dim)
+        caches = []
+        for block in self.transformer_blocks:
+            x, key, value = block.prefill(x, padding_mask)  # key, value (b, heads, prompt, d)
+            pad = cache_length - ops.shape(key)[2]
+            padding = [[0, 0], [0, 0], [0, pad], [0, 0]]
+            caches.append(ops.stack([ops.pad(key, padding), ops.pad(value, padding)]))
+        return self.final_layer_norm(x), ops.stack(caches)
+
+    def decode_step(self, token_ids, positions, cache):
+        """One new token per row at `positions`, reading and extending `cache`.
+
+        Args:
+            token_ids: int32 `(batch, 1)`.
+            positions: int32 `(batch,)`, each row's position of the token (< cache_length).
+            cache: the `prefill` / previous `decode_step` cache.
+
+        Returns:
+            `(hidden (batch, 1, hidden_dim), cache)`.
+        """
+        x = self.embedding.embed_at(token_ids, positions[:, None])  # (batch, 1, hidden_dim)
+        caches = []
+        for index, block in enumerate(self.transformer_blocks):
+            x, key, value = block.decode_step(x, cache[index, 0], cache[index, 1], positions)
+            caches.append(ops.stack([key, value]))
+        return self.final_layer_norm(x), ops.stack(caches)
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
