@@ -32,11 +32,10 @@ def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):
     with strategy.scope():
         model = build_language_model(model_config, vocabulary_size)
         model(tf.zeros((1, model_config.sequence_length), tf.int32))
-        schedule = optimizer_lib.learning_rate_schedule(
-            train.learning_rate, train.min_learning_rate, train.warmup_steps, train.train_steps
-        )
-        optimizer = optimizer_lib.make_adamw(model, schedule, train.beta_1, train.beta_2,
-                                             train.weight_decay)
+        # The optimizer training would build from the same flags (--optimizer, betas, decay,
+        # schedule), so the timed step is the trained one.
+        optimizer = optimizer_lib.make_optimizer(
+            model, train, optimizer_lib.make_schedule(train, train.train_steps))
     trainer = Trainer(strategy, model, optimizer, losses.token_cross_entropy,
                       train.gradient_clip_norm, train.gradient_accumulation_steps)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
