@@ -36,7 +36,7 @@ FLAGS = flags.FLAGS
 
 def _reader_options():
     """The reader flags the user set, as `read_labelled_file` options; the rest come from the run."""
-    from keras_llm.training.classifier import HEADER_FLAG_VALUES, column_from_flag
+    from keras_llm.data.labelled_files import HEADER_FLAG_VALUES, column_from_flag
 
     options = {"skip_bad_rows": FLAGS.skip_bad_rows}
     for name in ("file_format", "encoding", "errors"):
@@ -54,8 +54,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from keras_llm.training.classifier import evaluate_file
-    from keras_llm.training.run_directory import write_json_atomically
+    from keras_llm.evaluation.trained_runs import evaluate_file
+    from keras_llm.training.atomic_files import write_json
 
     try:
         report, table = evaluate_file(FLAGS.model_dir, FLAGS.data, batch_size=FLAGS.batch_size,
@@ -65,7 +65,7 @@ def main(argv):
         return 1
     print(table)
     if FLAGS.output:
-        write_json_atomically(FLAGS.output, report)
+        write_json(FLAGS.output, report)
     return 0
 
 

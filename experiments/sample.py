@@ -30,7 +30,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from keras_llm.training.language_model import load_trained_language_model, sample_text
+    from keras_llm.evaluation.trained_runs import load_trained_language_model
+    from keras_llm.generation.text_sampling import sample_text
 
     try:
         model, tokenizer, config, step = load_trained_language_model(FLAGS.model_dir)
