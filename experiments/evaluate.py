@@ -39,7 +39,7 @@ FLAGS = flags.FLAGS
 
 def _reader_options():
     """The reader flags the user set, as `read_labelled_file` options; the rest come from the run."""
-    from keras_llm.training.classifier import HEADER_FLAG_VALUES, column_from_flag
+    from keras_llm.data.labelled_files import HEADER_FLAG_VALUES, column_from_flag
 
     options = {"skip_bad_rows": FLAGS.skip_bad_rows}
     for name in ("file_format", "encoding", "errors"):
@@ -66,8 +66,8 @@ def main(argv):
     _, status = check_flags(_check_paths)  # Before TensorFlow loads.
     if status:
         return status
-    from keras_llm.training.classifier import evaluate_file
-    from keras_llm.training.run_directory import write_json_atomically
+    from keras_llm.evaluation.trained_runs import evaluate_file
+    from keras_llm.training.atomic_files import write_json
 
     try:
         report, table = evaluate_file(FLAGS.model_dir, FLAGS.data, batch_size=FLAGS.batch_size,
@@ -77,7 +77,7 @@ def main(argv):
         return 1
     print(table)
     if FLAGS.output:
-        write_json_atomically(FLAGS.output, report)
+        write_json(FLAGS.output, report)
     return 0
 
 

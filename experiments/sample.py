@@ -37,7 +37,8 @@ def main(argv):
                                                                config_lib.LanguageModelConfig))
     if status:
         return status
-    from keras_llm.training.language_model import load_trained_language_model, sample_text
+    from keras_llm.evaluation.trained_runs import load_trained_language_model
+    from keras_llm.generation.text_sampling import sample_text
 
     try:
         model, tokenizer, config, step = load_trained_language_model(FLAGS.model_dir)
@@ -48,7 +49,7 @@ def main(argv):
     for index in range(FLAGS.num_samples):
         try:
             text = sample_text(model, tokenizer, FLAGS.prompt, FLAGS.max_new_tokens,
-                               config.model.sequence_length, temperature=FLAGS.temperature,
+                               temperature=FLAGS.temperature,
                                top_k=FLAGS.top_k, top_p=FLAGS.top_p, seed=FLAGS.seed + index)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)

@@ -12,11 +12,11 @@ Worked example:
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
 from keras_llm.data.labelled_texts import SKIP_HINT, BadRow, DataError
+from keras_llm.training import atomic_files
 
 # Binary tasks report precision / recall / F1 of the positive class: the first of these names
 # (compared case-insensitively) that is a label, else the last label in sorted order.
@@ -129,23 +129,12 @@ class LabelVocabulary:
                 "positive_index": self.positive_index}
 
     def save(self, path):
-        """Writes the vocabulary as JSON, atomically (a temporary file, then `os.replace`).
+        """Writes the vocabulary as JSON, atomically and with the mode `open` would give.
 
         The file: {"format": "keras_llm.LabelVocabulary", "names": [...], "positive_index": ...};
         `positive_index` is informative for readers without this class.
         """
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".labels-", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as f:
-                json.dump(self.get_config(), f, ensure_ascii=False, indent=2)
-                f.write("\n")
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        atomic_files.write_json(path, self.get_config())
 
     @classmethod
     def load(cls, path):

@@ -81,6 +81,37 @@ def layout_reader_options(dataset):
     return dict(layout) if layout is not None else None
 
 
+# A --header flag (and `DataConfig.header`) value -> `read_labelled_file(header=...)`.
+HEADER_FLAG_VALUES = {"auto": None, "true": True, "false": False}
+
+
+def column_from_flag(value):
+    """A --text_column / --label_column value (flag or config field): a 0-based index if all
+    digits, else a column name. E.g. "1" -> 1, "sentence" -> "sentence"."""
+    return int(value) if value.isdigit() else value
+
+
+def file_reader_options(data_config):
+    """The `read_labelled_file` options a run's files were read with.
+
+    A named file layout (`sst2`, `chnsenticorp`) gives its own columns and header; `files` gives
+    the configured `--file_format`, `--text_column`, `--label_column` and `--header`; class-folder
+    layouts (`directory`, `imdb`) give only the encoding, so the reader's defaults apply.
+    """
+    options = {"encoding": data_config.encoding, "errors": data_config.errors}
+    layout = layout_reader_options(data_config.dataset)
+    if layout is not None:
+        options.update(layout)
+    elif data_config.dataset == "files":
+        options.update(
+            file_format=data_config.file_format,
+            text_column=column_from_flag(data_config.text_column),
+            label_column=column_from_flag(data_config.label_column),
+            header=HEADER_FLAG_VALUES[data_config.header],
+        )
+    return options
+
+
 def read_labelled_file(path, *, file_format="auto", text_column="sentence", label_column="label",
                        header=None, column_names=None, encoding="utf-8", errors="strict",
                        skip_bad_rows=False):

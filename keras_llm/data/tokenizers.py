@@ -29,6 +29,7 @@ from tensorflow_text.python.ops.bert_tokenizer import BasicTokenizer
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as wordpiece_learner
 
 from keras_llm.data.text_normalization import normalize_text
+from keras_llm.training import atomic_files
 
 __all__ = [
     "PAD_TOKEN",
@@ -56,7 +57,31 @@ _LEARNING_BATCH_SIZE = 1024
 _SUFFIX_INDICATOR = "##"  # BERT's marker for a piece that continues a word.
 
 
-class CharacterTokenizer(tf.Module):
+class _Tokenizer(tf.Module):
+    """What both tokenizers share: the vocabulary (a tuple of str) and the reserved ids.
+
+    Subclasses set `self._vocabulary` in their constructor.
+    """
+
+    @property
+    def vocabulary(self):
+        """The tokens, as a list of str indexed by id."""
+        return list(self._vocabulary)
+
+    @property
+    def vocabulary_size(self):
+        return len(self._vocabulary)
+
+    @property
+    def pad_id(self):
+        return PAD_ID
+
+    @property
+    def unk_id(self):
+        return UNK_ID
+
+
+class CharacterTokenizer(_Tokenizer):
     """Maps every Unicode code point to one id; the round trip is exact for known characters.
 
     The text is not normalized: "é" and "e" + U+0301 are different sequences of ids.
@@ -115,22 +140,6 @@ class CharacterTokenizer(tf.Module):
             raise ValueError("texts: expected training text with at least one character, received none.")
         return cls(vocabulary=[*RESERVED_TOKENS, *sorted(characters)])
 
-    @property
-    def vocabulary(self):
-        return list(self._vocabulary)
-
-    @property
-    def vocabulary_size(self):
-        return len(self._vocabulary)
-
-    @property
-    def pad_id(self):
-        return PAD_ID
-
-    @property
-    def unk_id(self):
-        return UNK_ID
-
     def get_config(self):
         return {"vocabulary": self.vocabulary}
 
@@ -174,7 +183,7 @@ class CharacterTokenizer(tf.Module):
         )
 
 
-class WordPieceTokenizer(tf.Module):
+class WordPieceTokenizer(_Tokenizer):
     """BERT word pieces: `normalize_text`, split into words, then greedy longest-match pieces.
 
     Words are split on whitespace and punctuation, and every CJK ideograph is a word of its own
@@ -271,22 +280,6 @@ class WordPieceTokenizer(tf.Module):
             lower_case=lower_case,
             max_bytes_per_word=max_bytes_per_word,
         )
-
-    @property
-    def vocabulary(self):
-        return list(self._vocabulary)
-
-    @property
-    def vocabulary_size(self):
-        return len(self._vocabulary)
-
-    @property
-    def pad_id(self):
-        return PAD_ID
-
-    @property
-    def unk_id(self):
-        return UNK_ID
 
     def get_config(self):
         return {
@@ -611,17 +604,9 @@ def _learn_vocabulary(word_counts, vocabulary_size):
 def _save(directory, vocabulary_filename, vocabulary_text, config):
     """Writes the vocabulary, then `tokenizer.json` (so a complete config implies a complete vocabulary)."""
     os.makedirs(directory, exist_ok=True)
-    _write_atomically(os.path.join(directory, vocabulary_filename), vocabulary_text)
+    atomic_files.write_text(os.path.join(directory, vocabulary_filename), vocabulary_text)
     config = {**config, "format_version": FORMAT_VERSION}
-    _write_atomically(os.path.join(directory, CONFIG_FILENAME), json.dumps(config, indent=2) + "\n")
-
-
-def _write_atomically(path, text):
-    """Writes `text` (UTF-8, no newline translation) to a temporary file, then renames it over `path`."""
-    temporary_path = f"{path}.tmp-{os.getpid()}"
-    with open(temporary_path, "w", encoding="utf-8", newline="") as file:
-        file.write(text)
-    os.replace(temporary_path, path)
+    atomic_files.write_text(os.path.join(directory, CONFIG_FILENAME), json.dumps(config, indent=2) + "\n")
 
 
 def _read_text(path, expected):

@@ -64,7 +64,7 @@ def _window_logits(model, buffer, ends, max_context):
 
 
 def generate(model, prompt_ids, max_new_tokens, prompt_lengths=None, temperature=1.0, top_k=None,
-             top_p=None, seed=0, use_cache=True, max_context=None):
+             top_p=None, seed=0, use_cache=None, max_context=None):
     """Extends each prompt by `max_new_tokens` sampled tokens.
 
     Args:
@@ -78,8 +78,9 @@ def generate(model, prompt_ids, max_new_tokens, prompt_lengths=None, temperature
         temperature, top_k, top_p: see `sample_next_token`.
         seed: int or int32 `(2,)`; step `i` samples with `stateless_fold_in(seed, i)`, so the
             same seed gives the same tokens on every run.
-        use_cache: bool; False recomputes the context at every step (the reference the cache
-            is tested against, and the baseline it is benchmarked against).
+        use_cache: bool or None (cache when the model has `prefill`); False recomputes the
+            context at every step (the reference the cache is tested against, and the baseline
+            it is benchmarked against).
         max_context: int or None; default `model.max_context` (`None`: no limit).
 
     Returns:
@@ -111,6 +112,8 @@ def generate(model, prompt_ids, max_new_tokens, prompt_lengths=None, temperature
                                  seed=tf.random.experimental.stateless_fold_in(seed, step))
 
     step, ends = tf.constant(0), prompt_lengths
+    if use_cache is None:
+        use_cache = hasattr(model, "prefill")
     if use_cache:
         step, buffer, ends = _cached_steps(model, buffer, ends, real, max_new_tokens, max_context,
                                            sample)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_llm.data.features import model_inputs
 from keras_llm.models.builders import build_language_model
 from keras_llm.training import losses, optimizer as optimizer_lib
 from keras_llm.training.strategy import make_strategy
@@ -26,17 +27,16 @@ def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):
     shape = (train.batch_size, model_config.sequence_length)
     ids = np.random.default_rng(train.seed).integers(0, vocabulary_size, size=(64, *shape))
     dataset = tf.data.Dataset.from_tensor_slices(
-        (ids.astype(np.int32), np.roll(ids, -1, axis=-1).astype(np.int32),
-         np.ones(ids.shape, np.float32))
+        (model_inputs(ids.astype(np.int32), np.ones(ids.shape, bool)),
+         np.roll(ids, -1, axis=-1).astype(np.int32), np.ones(ids.shape, np.float32))
     ).repeat().prefetch(tf.data.AUTOTUNE)
     with strategy.scope():
         model = build_language_model(model_config, vocabulary_size)
-        model(tf.zeros((1, model_config.sequence_length), tf.int32))
-        schedule = optimizer_lib.learning_rate_schedule(
-            train.learning_rate, train.min_learning_rate, train.warmup_steps, train.train_steps
-        )
-        optimizer = optimizer_lib.make_adamw(model, schedule, train.beta_1, train.beta_2,
-                                             train.weight_decay)
+        model(model_inputs(tf.zeros((1, model_config.sequence_length), tf.int32)))
+        # The optimizer training would build from the same flags (--optimizer, betas, decay,
+        # schedule), so the timed step is the trained one.
+        optimizer = optimizer_lib.make_optimizer(
+            model, train, optimizer_lib.make_schedule(train, train.train_steps))
     trainer = Trainer(strategy, model, optimizer, losses.token_cross_entropy,
                       train.gradient_clip_norm, train.gradient_accumulation_steps)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))

@@ -1,4 +1,4 @@
-"""What a checkpoint holds: the model's variables by name, and the optimizer.
+"""Checkpoints in one place: what one holds, building it, restoring, rolling back, lookups.
 
 Keras 3 layers are not reliably tracked by `tf.train.Checkpoint`: sublayers kept in a Python list
 (our Transformer blocks) are left out of the checkpoint entirely (keras-team/keras#18398; still
@@ -12,9 +12,15 @@ the checkpoint names every model variable explicitly:
     weight_average/weights/<path>          the moving average of each trainable weight, and
     weight_average/num_updates             its update count, when the run keeps one
                                            (`weight_average.WeightAverage`)
+    learning_rate_scale                    the factor NaN rollbacks lowered the rate by
+                                           (`optimizer.ScaledSchedule.scale`)
 
 Paths drop the model's own name, which Keras makes unique per process (`gpt_language_model_1`),
 so a checkpoint restores into a model built in any process.
+
+A training run builds the whole checkpoint (`TrainingCheckpoint`) before its first restore, so
+every object exists when its values are read; nothing relies on deferred restoration. The best
+checkpoint lives beside this, in `best_checkpoint.py`.
 """
 
 import os
@@ -55,14 +61,9 @@ def _named_weights(weights):
     return state
 
 
-def make_checkpoint(model, optimizer=None):
-    """`tf.train.Checkpoint` of `model_state(model)` and, if given, the optimizer.
-
-    A run that keeps a weight average adds it with `attach_weight_average`.
-    """
-    if optimizer is None:
-        return tf.train.Checkpoint(model=model_state(model))
-    return tf.train.Checkpoint(model=model_state(model), optimizer=optimizer)
+def make_checkpoint(model):
+    """`tf.train.Checkpoint` of `model_state(model)` alone: what readers restore (no optimizer)."""
+    return tf.train.Checkpoint(model=model_state(model))
 
 
 class _WeightAverageState(tf.Module):
@@ -72,29 +73,111 @@ class _WeightAverageState(tf.Module):
         super().__init__(name="weight_average_state")
         self.weights = weight_average.averages
         self.num_updates = weight_average.num_updates
-        self.owner = weight_average  # Not trackable: not saved, only used by restore_checkpoint.
 
 
-def attach_weight_average(checkpoint, weight_average):
-    """Adds a `WeightAverage` to `checkpoint` as `weight_average/weights/<name>`.
+def latest_checkpoint(model_dir):
+    """The newest checkpoint in `model_dir/checkpoints` (a str prefix), or None."""
+    return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
 
-    If `checkpoint.restore` was already called, the averages take the saved values as they are
-    attached (when the file has them).
+
+def saved_parts(checkpoint_path):
+    """The top-level names a checkpoint file holds, e.g. {"model", "optimizer", "save_counter"}."""
+    names = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    return {name.split("/", 1)[0] for name in names}
+
+
+class TrainingCheckpoint:
+    """The whole checkpoint of a training run, built before anything is restored.
+
+    Args:
+        model: the built `keras.Model`.
+        optimizer: its built Keras optimizer (slots and `iterations`, the step counter).
+        learning_rate_scale: optional float32 scalar `tf.Variable` (`ScaledSchedule.scale`).
+        weight_average: optional `WeightAverage` of `model`.
+
+    Attributes:
+        checkpoint: the `tf.train.Checkpoint` of all of them (give it to a CheckpointManager).
+        optimizer, learning_rate_scale, weight_average: as given.
     """
-    checkpoint.weight_average = _WeightAverageState(weight_average)
 
+    REQUIRED_PARTS = ("model", "optimizer")
 
-def restore_checkpoint(checkpoint, path):
-    """`checkpoint.restore(path)` during training (NaN rollback, best checkpoint).
+    def __init__(self, model, optimizer, learning_rate_scale=None, weight_average=None):
+        self.optimizer = optimizer
+        self.learning_rate_scale = learning_rate_scale
+        self.weight_average = weight_average
+        self._parts = {"model": model_state(model), "optimizer": optimizer}
+        if learning_rate_scale is not None:
+            self._parts["learning_rate_scale"] = learning_rate_scale
+        if weight_average is not None:
+            self._parts["weight_average"] = _WeightAverageState(weight_average)
+        self.checkpoint = tf.train.Checkpoint(**self._parts)
 
-    A checkpoint saved before the run kept a weight average (resumed with averaging turned on)
-    has none: the average then restarts from the restored weights rather than keep values
-    that belong to other weights.
-    """
-    checkpoint.restore(path).expect_partial()
-    state = getattr(checkpoint, "weight_average", None)
-    if state is not None and not has_weight_average(path):
-        state.owner.restart()
+    @property
+    def step(self):
+        """The optimizer step (int) the model and optimizer are at."""
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self, path):
+        """Restores every part of this checkpoint that the file at `path` holds.
+
+        Optional parts may be missing from a file written without them: a weight average
+        (resumed with averaging turned on) then restarts from the restored weights rather than
+        keep values that belong to other weights; a learning-rate scale keeps its value.
+
+        Returns:
+            list of str, the optional parts the file lacks ("weight_average",
+            "learning_rate_scale").
+
+        Raises:
+            ValueError: the file holds no model or no optimizer, naming it.
+            AssertionError: a variable of a part is missing from the file (another model).
+        """
+        saved = saved_parts(path)
+        absent = [name for name in self.REQUIRED_PARTS if name not in saved]
+        if absent:
+            raise ValueError(f"{path}: expected a training checkpoint with {' and '.join(absent)}; "
+                             f"it holds {sorted(saved)}.")
+        present = {name: part for name, part in self._parts.items() if name in saved}
+        tf.train.Checkpoint(**present).restore(path).expect_partial() \
+            .assert_existing_objects_matched()
+        missing = [name for name in self._parts if name not in saved]
+        if "weight_average" in missing:
+            self.weight_average.restart()
+        return missing
+
+    def restore_latest(self, model_dir, log=print):
+        """Restores `model_dir`'s latest checkpoint if there is one.
+
+        Every worker restores the checkpoint in the model directory: a worker other than the
+        chief saves into a temporary directory, so its own manager lists nothing, and restoring
+        from there would resume the chief alone. The step is the optimizer's iteration count, so
+        the learning-rate schedule continues where it stopped.
+
+        Returns:
+            (step, missing): the restored step (0 without a checkpoint) and the optional parts
+            the file lacks (see `restore`).
+        """
+        latest = latest_checkpoint(model_dir)
+        if latest is None:
+            return 0, []
+        missing = self.restore(latest)
+        log(f"Resumed from {latest} at step {self.step}.")
+        return self.step, missing
+
+    def roll_back(self, path, factor):
+        """Restores `path` (NaN rollback) and multiplies the learning-rate scale by `factor`.
+
+        The scale is read before the restore (which resets it to the checkpoint's value), so
+        repeated rollbacks to the same checkpoint keep lowering it.
+
+        Returns:
+            The restored step.
+        """
+        lowered = float(self.learning_rate_scale.numpy()) * factor
+        self.restore(path)
+        self.learning_rate_scale.assign(lowered)
+        return self.step
 
 
 def restore_model(model, checkpoint_path):
@@ -134,16 +217,3 @@ def _restore_weights(variables_by_name, checkpoint_path):
     # Saved as weight_average/weights/<name>: restore those values into `variables_by_name`.
     checkpoint = tf.train.Checkpoint(weight_average=_named_weights(variables_by_name))
     checkpoint.restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
-
-
-def reported_checkpoint(model_dir):
-    """The checkpoint a run reported its results from: `best/` if the run kept one, else the latest.
-
-    Raises:
-        FileNotFoundError: `model_dir` holds no checkpoint.
-    """
-    for folder in ("best", "checkpoints"):
-        path = tf.train.latest_checkpoint(os.path.join(model_dir, folder))
-        if path:
-            return path
-    raise FileNotFoundError(f"No checkpoint in {os.path.join(model_dir, 'checkpoints')}.")

@@ -6,38 +6,21 @@ the strategy's scope, then the loop. Everything that can be wrong with the input
 before anything is written to the model directory.
 """
 
-import json
 import math
 import os
-import weakref
 
 import numpy as np
 import tensorflow as tf
 
-from keras_llm import config as config_lib
 from keras_llm.data import corpora, language_model_dataset
+from keras_llm.data.features import model_inputs
 from keras_llm.data.tokenizers import CharacterTokenizer, WordPieceTokenizer, load_tokenizer
-from keras_llm.generation.sampling import generate
+from keras_llm.generation.text_sampling import sample_prompts, sample_text
 from keras_llm.models.builders import build_language_model
-from keras_llm.training import loop, losses
-from keras_llm.training.checkpointing import reported_checkpoint, restore_model
-from keras_llm.training.run_directory import (
-    RunDirectory,
-    check_resumable,
-    check_training_data,
-    save_directory_atomically,
-    training_data_fingerprint,
-)
-from keras_llm.training.strategy import make_strategy
+from keras_llm.training import losses, run_setup
+from keras_llm.training.run_directory import check_training_data, training_data_fingerprint
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.training_state import create_training_state
-
-# Fixed prompts whose continuations are logged to TensorBoard at every evaluation.
-DEFAULT_SAMPLE_PROMPTS = ("\n", "ROMEO:", "春")
-
-
-# Compiled decoding loops per model (weak keys: they go with their model).
-_COMPILED_GENERATE = weakref.WeakKeyDictionary()
 
 
 def make_tokenizer(data_config, train_text, model_dir):
@@ -73,19 +56,9 @@ def train_language_model(config, model_dir, log=print):
             directory (`ModelDirectoryError`), before anything is written.
         NonFiniteLossError: the loss became NaN or Inf.
     """
-    config_lib.validate(config)
+    strategy = run_setup.begin_run(config, model_dir, "language-model")
     data, model_config, train = config.data, config.model, config.train
-    check_resumable(model_dir, json.loads(config_lib.to_json(config)),
-                    ("corpus", "tokenizer", "vocabulary_size", "lower_case"),
-                    "language-model")
-    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
-                             train.cluster_resolver)
     replicas = strategy.num_replicas_in_sync
-    if train.batch_size % (replicas * train.gradient_accumulation_steps):
-        raise ValueError(
-            f"--batch_size={train.batch_size} must be divisible by the {replicas} replica(s) times "
-            f"--gradient_accumulation_steps={train.gradient_accumulation_steps}."
-        )
     corpus = corpora.load_corpus(data.corpus, data.data_dir, data.validation_file,
                                  data.encoding, data.errors)
     fingerprint = training_data_fingerprint([corpus.train_text])
@@ -97,27 +70,24 @@ def train_language_model(config, model_dir, log=print):
     language_model_dataset.training_dataset(train_ids, model_config.sequence_length, 1, 0)
     language_model_dataset.evaluation_dataset(validation_ids, model_config.sequence_length, 1)
     # With --epochs, one epoch is one pass over every window start (stride 1).
-    train_steps, eval_interval = loop.resolve_train_steps(
+    train_steps, eval_interval = run_setup.resolve_train_steps(
         train, len(train_ids) - model_config.sequence_length)
 
-    run_directory = RunDirectory(model_dir, strategy)
-    run_directory.write_config(json.loads(config_lib.to_json(config)), train_steps, log)
-    run_directory.write_training_data(fingerprint)
-    if run_directory.is_chief and not os.path.isdir(run_directory.file("tokenizer")):
-        save_directory_atomically(tokenizer.save, run_directory.file("tokenizer"))
+    run_directory = run_setup.open_run_directory(config, model_dir, strategy, train_steps,
+                                                 fingerprint, log)
+    run_directory.save_directory("tokenizer", tokenizer.save)
 
     state = create_training_state(
         strategy, lambda: build_language_model(model_config, tokenizer.vocabulary_size),
-        tf.zeros((1, model_config.sequence_length), tf.int32), train, train_steps,
+        model_inputs(tf.zeros((1, model_config.sequence_length), tf.int32)), train, train_steps,
         run_directory, log,
     )
-    model, optimizer, checkpoint, manager = (state.model, state.optimizer, state.checkpoint,
-                                             state.manager)
+    model = state.model
     log(f"{model_config.architecture}: {model.count_params():,} parameters, vocabulary "
         f"{tokenizer.vocabulary_size}, {len(train_ids):,} training / {len(validation_ids):,} "
         f"validation tokens, {replicas} replica(s) ({type(strategy).__name__}).")
 
-    trainer = Trainer(strategy, model, optimizer, losses.token_cross_entropy,
+    trainer = Trainer(strategy, model, state.optimizer, losses.token_cross_entropy,
                       train.gradient_clip_norm, train.gradient_accumulation_steps,
                       weight_average=state.weight_average)
     evaluation = strategy.experimental_distribute_dataset(
@@ -126,7 +96,7 @@ def train_language_model(config, model_dir, log=print):
         )
     )
     samples_writer = run_directory.summary_writer("samples") if train.sample_length else None
-    prompts = [p for p in DEFAULT_SAMPLE_PROMPTS if _covers(tokenizer, p)] or ["\n"]
+    prompts = sample_prompts(tokenizer)
 
     def evaluate(step):
         totals = trainer.evaluate(evaluation)
@@ -134,7 +104,7 @@ def train_language_model(config, model_dir, log=print):
             with samples_writer.as_default(step=step), trainer.evaluation_weights():
                 for index, prompt in enumerate(prompts):
                     text = sample_text(model, tokenizer, prompt, train.sample_length,
-                                       model_config.sequence_length, seed=train.seed)
+                                       seed=train.seed)
                     tf.summary.text(f"sample_{index}", _markdown(text))
         return {"loss": totals["loss"], "perplexity": math.exp(min(totals["loss"], 50.0)),
                 "tokens": int(totals["count"])}
@@ -144,22 +114,11 @@ def train_language_model(config, model_dir, log=print):
             train_ids, model_config.sequence_length, train.batch_size, train.seed, start_step
         )
 
-    tokens_per_step = train.batch_size * model_config.sequence_length
-    best = (loop.BestCheckpoint(checkpoint, run_directory, train.keep_best,
-                                "min" if train.keep_best in ("loss", "perplexity") else "max")
-            if train.keep_best else None)
-    try:
-        summary = loop.run_training(
-            trainer, train_dataset, evaluate, manager, run_directory,
-            train_steps=train_steps, eval_interval=eval_interval,
-            log_interval=train.log_interval, checkpoint_interval=train.checkpoint_interval,
-            examples_per_step=train.batch_size, units_per_step=tokens_per_step, best=best, log=log,
-            nan_recoveries=train.max_nan_recoveries if train.recover_from_nan else 0,
-            nan_learning_rate_factor=train.nan_learning_rate_factor,
-        )
-    except BaseException:  # Interrupted or failed: still remove a worker's temporary files.
-        run_directory.close()
-        raise
+    best = run_setup.make_best_checkpoint(train, state, run_directory)
+    settings = run_setup.run_settings(train, train_steps, eval_interval,
+                                      units_per_step=train.batch_size * model_config.sequence_length)
+    summary = run_setup.run_training_or_close(run_directory, trainer, train_dataset, evaluate,
+                                              state, settings, best=best, log=log)
     chosen = best.restore(log) if best is not None else None
     validation = chosen["validation"] if chosen else summary["validation"]
     results = {
@@ -185,58 +144,6 @@ def train_language_model(config, model_dir, log=print):
     return results
 
 
-def _covers(tokenizer, prompt):
-    ids = tokenizer.tokenize(tf.constant(prompt)).numpy()
-    return len(ids) > 0 and tokenizer.unk_id not in ids
-
-
 def _markdown(text):
     # TensorBoard renders text summaries as Markdown; a code block keeps line breaks and spaces.
     return "```\n" + text + "\n```"
-
-
-def sample_text(model, tokenizer, prompt, max_new_tokens, sequence_length, temperature=1.0,
-                top_k=None, top_p=None, seed=0):
-    """Generates a continuation of `prompt` and returns prompt + continuation as text.
-
-    The decoding loop runs as one compiled `tf.function` (traced once per model and sampling
-    settings), not token by token in eager mode.
-    """
-    prompt_ids = tokenizer.tokenize(tf.constant([prompt])).to_tensor()  # (1, prompt_len)
-    if prompt_ids.shape[1] == 0:
-        raise ValueError(f"--prompt={prompt!r} has no tokens; give at least one character.")
-    key = (max_new_tokens, sequence_length, temperature, top_k, top_p)
-    compiled = _COMPILED_GENERATE.setdefault(model, {})
-    if key not in compiled:
-        def generate_ids(ids, seed):
-            return generate(model, ids, max_new_tokens=max_new_tokens,
-                            sequence_length=sequence_length, temperature=temperature,
-                            top_k=top_k, top_p=top_p, seed=seed)
-
-        compiled[key] = tf.function(
-            generate_ids,
-            input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([2], tf.int32)],
-        )
-    output = compiled[key](prompt_ids, tf.constant([seed, 0], tf.int32))
-    return tokenizer.detokenize(output)[0].numpy().decode("utf-8")
-
-
-def load_trained_language_model(model_dir):
-    """Rebuilds a trained language model from its run directory.
-
-    Returns:
-        (model, tokenizer, config, step): the model restored from the checkpoint the run
-        reported (`best/` if it kept one, else the latest), its
-        tokenizer, its `LanguageModelConfig` and the step of the checkpoint.
-
-    Raises:
-        FileNotFoundError: no config.json, tokenizer or checkpoint in `model_dir`.
-        ValueError: `model_dir` holds a classifier run.
-    """
-    config = config_lib.load_run_config(model_dir, config_lib.LanguageModelConfig)
-    latest = reported_checkpoint(model_dir)
-    tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer"))
-    model = build_language_model(config.model, tokenizer.vocabulary_size)
-    model(tf.zeros((1, config.model.sequence_length), tf.int32))
-    step = restore_model(model, latest)
-    return model, tokenizer, config, step

@@ -2,21 +2,19 @@
 
 Resume, progress lines, TensorBoard scalars, periodic evaluation and checkpoints, the
 non-finite-loss guard (with optional rollback) and the stop on SIGINT/SIGTERM live here once;
-what is trained and how it is evaluated come in as arguments.
+what is trained and how it is evaluated come in as arguments, how often and how long as a
+`RunSettings`. Restoring and rolling back are `checkpointing.TrainingCheckpoint`'s.
 """
 
-import json
+import dataclasses
 import math
 import os
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_llm.training.checkpointing import restore_checkpoint
 from keras_llm.training.interruption import StopSignals, TrainingInterrupted
-from keras_llm.training.run_directory import write_json_atomically
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -33,112 +31,63 @@ def format_duration(seconds):
     return f"{seconds}s"
 
 
-def restore_or_initialize(checkpoint, run_directory, step_counter, log=print):
-    """Restores the run's latest checkpoint if there is one; returns its step (or 0).
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """How `run_training` runs: its length, intervals, reporting and NaN recovery.
 
-    Every worker restores the checkpoint in the model directory (`run_directory.
-    latest_checkpoint()`): a worker other than the chief saves into a temporary directory, so its
-    own manager lists nothing, and restoring from there would resume the chief alone.
-    `step_counter` is the variable the checkpoint restores the step into (the optimizer's
-    iteration count), so the learning-rate schedule continues where it stopped. Every object of
-    `checkpoint` must be in the file; the file may hold more (a weight average this run does not
-    keep).
-    """
-    latest = run_directory.latest_checkpoint()
-    if latest is None:
-        return 0
-    checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
-    step = int(step_counter.numpy())
-    log(f"Resumed from {latest} at step {step}.")
-    return step
-
-
-class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """A learning-rate schedule times a variable factor: `schedule(step) * scale`.
-
-    Args:
-        schedule: a `keras.optimizers.schedules.LearningRateSchedule`.
-        scale: a float32 scalar `tf.Variable`, read at every step (so assigning it changes the
-            rate of an already compiled train step).
+    Attributes:
+        train_steps: the total number of optimizer steps.
+        eval_interval: evaluate (and maybe keep the best checkpoint) every this many steps.
+        log_interval: print a progress line and write train scalars every this many steps.
+        checkpoint_interval: save a checkpoint every this many steps.
+        units_per_step: tokens (or examples) per step, for the throughput figures.
+        unit_name: "tokens" or "examples", in the progress line and the `<unit>_per_second`
+            scalar.
+        log_perplexity: also log exp(loss) (language models).
+        nan_recoveries: int >= 0, the most rollbacks on a non-finite loss; 0 stops at the first.
+        nan_learning_rate_factor: float in (0, 1), the learning rate's factor at each rollback.
     """
 
-    def __init__(self, schedule, scale):
-        self.schedule = schedule
-        self.scale = scale
-
-    def __call__(self, step):
-        return self.schedule(step) * tf.cast(self.scale, tf.float32)
-
-    def get_config(self):
-        return {"schedule": keras.optimizers.schedules.serialize(self.schedule),
-                "scale": float(self.scale.numpy())}
-
-
-def learning_rate_scale(optimizer, checkpoint, strategy):
-    """The variable a non-finite-loss rollback multiplies to lower the learning rate.
-
-    With a constant rate it is the optimizer's own rate variable (checkpoints hold it as
-    `optimizer/_learning_rate`). With a schedule, the schedule is wrapped once in
-    `ScaledSchedule` with a new variable (1.0) that `checkpoint` tracks as
-    `learning_rate_scale`, so a lowered rate survives an interruption and resume. The checkpoint
-    may already have been restored: `tf.train.Checkpoint` then restores the new variable as it
-    is attached; a checkpoint written before this variable existed leaves it at 1.0.
-
-    Call it before the train step is first traced: the traced step reads the schedule it saw.
-
-    Returns:
-        A scalar variable; `assign` changes the rate of the next steps.
-    """
-    # Keras 3 keeps the schedule object only here; `optimizer.learning_rate` is its value.
-    rate = optimizer._learning_rate
-    if isinstance(rate, ScaledSchedule):
-        return rate.scale
-    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-        return rate
-    with strategy.scope():
-        scale = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="learning_rate_scale")
-    checkpoint.learning_rate_scale = scale
-    optimizer.learning_rate = ScaledSchedule(rate, scale)
-    return scale
+    train_steps: int
+    eval_interval: int
+    log_interval: int
+    checkpoint_interval: int
+    units_per_step: int
+    unit_name: str = "tokens"
+    log_perplexity: bool = True
+    nan_recoveries: int = 0
+    nan_learning_rate_factor: float = 0.5
 
 
-def run_training(trainer, train_dataset_fn, evaluate_fn, checkpoint_manager, run_directory, *,
-                 train_steps, eval_interval, log_interval, checkpoint_interval, examples_per_step,
-                 units_per_step, unit_name="tokens", log_perplexity=True, best=None,
-                 nan_recoveries=0, nan_learning_rate_factor=0.5, log=print):
-    """Trains from the current optimizer step up to `train_steps`.
+def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, settings, *,
+                 best=None, log=print):
+    """Trains from the current optimizer step up to `settings.train_steps`.
 
     Non-finite loss: the loss and the gradient norm are fetched after every step; if either is
     NaN or Inf (the update just applied has then spoiled the weights), training stops with
-    `NonFiniteLossError`, or, while fewer than `nan_recoveries` rollbacks were made, restores the
-    last checkpoint (model, optimizer, step, dropout state), multiplies the learning rate by
-    `nan_learning_rate_factor`, rebuilds the data at the restored step and goes on. With
-    `nan_recoveries` > 0 a run that has no checkpoint yet saves one at its first step, so there
-    is always one to roll back to.
+    `NonFiniteLossError`, or, while fewer than `settings.nan_recoveries` rollbacks were made,
+    restores the last checkpoint (model, optimizer, step, dropout state), multiplies the
+    learning rate's scale by `settings.nan_learning_rate_factor`, rebuilds the data at the
+    restored step and goes on. With `nan_recoveries` > 0 a run that has no checkpoint yet saves
+    one at its first step, so there is always one to roll back to.
 
     Stop signals: SIGINT or SIGTERM (see `keras_llm.training.interruption`) end the loop after
     the current step with a checkpoint at that step and `TrainingInterrupted`; under
     multi-worker training every worker stops after the same step.
 
     Args:
-        trainer: a `keras_llm.training.trainer.Trainer` whose train step has not been traced yet.
+        trainer: a `keras_llm.training.trainer.Trainer`.
         train_dataset_fn: `start_step -> tf.data.Dataset` of global batches that begins at that
             step (deterministic, so a resumed run sees the batches an uninterrupted one would).
         evaluate_fn: `step -> dict of float` (e.g. loss, perplexity, accuracy), called every
             `eval_interval` steps and at the end; logged under `validation/`.
-        checkpoint_manager: a `tf.train.CheckpointManager` whose step counter is the optimizer's
-            iteration count.
+        state: the run's `TrainingState`: its `checkpoint` (a `TrainingCheckpoint`, restored
+            on rollback, whose learning-rate scale a rollback lowers) and `manager` (a
+            `tf.train.CheckpointManager` whose step counter is the optimizer's iteration count).
         run_directory: a `RunDirectory` (chief-aware writers).
-        train_steps: the total number of optimizer steps.
-        eval_interval, log_interval, checkpoint_interval: in steps.
-        examples_per_step: global batch size, for the progress line.
-        units_per_step: tokens (or examples) per step, for the throughput figures.
-        unit_name: "tokens" or "examples".
-        log_perplexity: also log exp(loss) (language models).
+        settings: a `RunSettings`.
         best: optional `BestCheckpoint`; after each evaluation it keeps the checkpoint with the
             best validation metric (early-stopping model selection).
-        nan_recoveries: int >= 0, the most rollbacks on a non-finite loss; 0 stops at the first.
-        nan_learning_rate_factor: float in (0, 1), the learning rate's factor at each rollback.
         log: a print-like function.
 
     Returns:
@@ -152,7 +101,8 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, checkpoint_manager, run
         TrainingInterrupted: a stop signal arrived; names the signal, the step and the checkpoint.
     """
     strategy = trainer.strategy
-    scale = learning_rate_scale(trainer.optimizer, checkpoint_manager.checkpoint, strategy)
+    checkpoint_manager = state.manager
+    train_steps, nan_recoveries = settings.train_steps, settings.nan_recoveries
     start_step = int(trainer.optimizer.iterations.numpy())
     train_writer = run_directory.summary_writer("train")
     validation_writer = run_directory.summary_writer("validation")
@@ -199,8 +149,8 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, checkpoint_manager, run
                             "--learning_rate, a --gradient_clip_norm, or --recover_from_nan."
                         )
                     rollbacks += 1
-                    step = _roll_back(checkpoint_manager.checkpoint, last_checkpoint, scale,
-                                      nan_learning_rate_factor, trainer.optimizer.iterations)
+                    nan_learning_rate_factor = settings.nan_learning_rate_factor
+                    step = state.checkpoint.roll_back(last_checkpoint, nan_learning_rate_factor)
                     log(f"{problem}; rolled back to {last_checkpoint} (step {step}) with the "
                         f"learning rate times {nan_learning_rate_factor:g} (rollback {rollbacks} "
                         f"of at most {nan_recoveries}).")
@@ -210,19 +160,19 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, checkpoint_manager, run
                     continue
                 window_losses.append(loss)
                 last_loss = loss
-                if step % log_interval == 0 or step == train_steps:
+                if step % settings.log_interval == 0 or step == train_steps:
                     last_loss = _log_progress(
                         train_writer, log, step, train_steps, window_losses, outputs,
                         seconds_per_step=(timed_seconds / timed_steps if timed_steps
                                           else step_seconds),
-                        units_per_second=(units_per_step * timed_steps / timed_seconds
+                        units_per_second=(settings.units_per_step * timed_steps / timed_seconds
                                           if timed_seconds else 0.0),
-                        unit_name=unit_name, log_perplexity=log_perplexity)
+                        unit_name=settings.unit_name, log_perplexity=settings.log_perplexity)
                     window_losses = []
-                if step % checkpoint_interval == 0 or step == train_steps:
+                if step % settings.checkpoint_interval == 0 or step == train_steps:
                     last_checkpoint = checkpoint_manager.save(checkpoint_number=step)
                     saved_step = step
-                if step % eval_interval == 0 or step == train_steps:
+                if step % settings.eval_interval == 0 or step == train_steps:
                     validation = _evaluate(evaluate_fn, step, validation_writer, log)
                     if best is not None:
                         best.update(step, validation, log)
@@ -237,7 +187,8 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, checkpoint_manager, run
     finally:
         train_writer.flush()
         validation_writer.flush()
-    units_per_second = units_per_step * timed_steps / timed_seconds if timed_seconds else 0.0
+    units_per_second = (settings.units_per_step * timed_steps / timed_seconds if timed_seconds
+                        else 0.0)
     return _summary(last_loss, validation, units_per_second, train_steps, start_step, start_time,
                     rollbacks)
 
@@ -266,72 +217,6 @@ def _log_progress(writer, log, step, train_steps, window_losses, outputs, *, sec
     return mean_loss
 
 
-def _roll_back(checkpoint, path, scale, factor, step_counter):
-    """Restores `path` into `checkpoint`'s objects, lowers the rate; returns the restored step.
-
-    The scale is read before the restore (which resets it to the checkpoint's value), so
-    repeated rollbacks to the same checkpoint keep lowering it.
-    """
-    lowered = float(scale.numpy()) * factor
-    # The checkpoint was written by this run (or resumed from, and checked then).
-    restore_checkpoint(checkpoint, path)
-    scale.assign(lowered)
-    return int(step_counter.numpy())
-
-
-class BestCheckpoint:
-    """Keeps the checkpoint with the best value of one validation metric.
-
-    Lives in `MODEL_DIR/best/` (a `tf.train.CheckpointManager` keeping one checkpoint, and
-    `best.json` with the step and the validation figures), so the choice survives a resume.
-
-    Args:
-        checkpoint: the run's `tf.train.Checkpoint`.
-        run_directory: a `RunDirectory` (the chief keeps the files; others a temporary copy).
-        metric: key of the evaluation dict, e.g. "accuracy" or "loss".
-        mode: "max" or "min".
-    """
-
-    def __init__(self, checkpoint, run_directory, metric, mode="max"):
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}.")
-        self.metric, self.mode = metric, mode
-        self.run_directory = run_directory
-        # Every worker saves (a collective op) into its own directory, but all of them read the
-        # chief's choice and checkpoint in MODEL_DIR/best, so they agree after a resume too.
-        self.manager = tf.train.CheckpointManager(
-            checkpoint, os.path.join(run_directory.path, "best"), max_to_keep=1)
-        self.chief_directory = run_directory.file("best")
-        self.summary_path = os.path.join(self.chief_directory, "best.json")
-        self.summary = None
-        if os.path.exists(self.summary_path):
-            with open(self.summary_path, encoding="utf-8") as file:
-                self.summary = json.load(file)
-
-    def update(self, step, validation, log=print):
-        value = validation[self.metric]
-        if self.summary is not None:
-            previous = self.summary["validation"][self.metric]
-            if (value <= previous) if self.mode == "max" else (value >= previous):
-                return
-        self.manager.save(checkpoint_number=step)
-        self.summary = {"step": step, "validation": validation}
-        if self.run_directory.is_chief:
-            write_json_atomically(self.summary_path, self.summary)
-        log(f"step {step}: best validation {self.metric} so far ({value:.4f}), kept in "
-            f"{self.manager.directory}")
-
-    def restore(self, log=print):
-        """Restores the best checkpoint into the model; returns its summary (or None)."""
-        best = tf.train.latest_checkpoint(self.chief_directory)
-        if best is None or self.summary is None:
-            return None
-        restore_checkpoint(self.manager.checkpoint, best)
-        log(f"Restored the best checkpoint (step {self.summary['step']}, validation "
-            f"{self.metric} {self.summary['validation'][self.metric]:.4f}).")
-        return self.summary
-
-
 def _evaluate(evaluate_fn, step, writer, log):
     results = evaluate_fn(step)
     with writer.as_default(step=step):
@@ -356,24 +241,3 @@ def _summary(train_loss, validation, units_per_second, steps, start_step, start_
         "wall_seconds": time.perf_counter() - start_time,
         "nan_rollbacks": nan_rollbacks,
     }
-
-
-def resolve_train_steps(train_config, examples_per_epoch):
-    """Returns (train_steps, eval_interval) once the size of the training split is known.
-
-    With `--epochs` > 0, `train_steps = epochs * ceil(examples_per_epoch / batch_size)` and the
-    evaluation runs once per epoch; otherwise the config's own values are returned.
-
-    Raises:
-        ValueError: `--warmup_steps` is not below the resolved number of steps.
-    """
-    if not train_config.epochs:
-        return train_config.train_steps, train_config.eval_interval
-    steps_per_epoch = -(-examples_per_epoch // train_config.batch_size)
-    train_steps = train_config.epochs * steps_per_epoch
-    if train_config.learning_rate_schedule != "constant" and train_config.warmup_steps >= train_steps:
-        raise ValueError(
-            f"--warmup_steps={train_config.warmup_steps} must be below the {train_steps} steps of "
-            f"--epochs={train_config.epochs} x {steps_per_epoch} steps per epoch."
-        )
-    return train_steps, steps_per_epoch

@@ -12,7 +12,8 @@ Layout of a model directory:
 
 Under MultiWorkerMirroredStrategy every worker must take part in saving a checkpoint (the save
 runs collective ops), but only the chief's copy is kept: the others write to a temporary
-directory that `close()` removes. Summaries and JSON files are written by the chief alone.
+directory that `close()` removes. Summaries and JSON files are written by the chief alone,
+through `keras_llm.training.atomic_files`.
 """
 
 import hashlib
@@ -23,17 +24,13 @@ import tempfile
 
 import tensorflow as tf
 
-from keras_llm.training.checkpointing import checkpoint_step
+from keras_llm.training import atomic_files
+from keras_llm.training.checkpointing import checkpoint_step, latest_checkpoint
 from keras_llm.training.strategy import is_chief
 
 
 class ModelDirectoryError(ValueError):
     """The model directory holds a run this configuration cannot resume."""
-
-
-def latest_checkpoint(model_dir):
-    """The newest checkpoint in `model_dir/checkpoints` (a str prefix), or None."""
-    return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
 
 
 def check_model_dir_path(model_dir):
@@ -138,37 +135,6 @@ def check_training_data(model_dir, fingerprint):
             "its data order and tokenizer on other data. Use a new --model_dir, or the same data.")
 
 
-def _read_umask():
-    umask = os.umask(0)  # The only way to read it; done once, at import.
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-def _chmod_as_created(path, mode):
-    """Gives a temporary file or folder the mode `open` / `mkdir` would have: mode & ~umask."""
-    os.chmod(path, mode & ~_UMASK)
-
-
-def write_json_atomically(path, value):
-    """Writes `value` as indented JSON to `path` via a temporary file and `os.replace`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(value, file, indent=2, sort_keys=True, ensure_ascii=False)
-            file.write("\n")
-        _chmod_as_created(temporary, 0o666)  # mkstemp makes it 0600.
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 class RunDirectory:
     """Where this worker writes: MODEL_DIR on the chief, a temporary directory elsewhere.
 
@@ -205,8 +171,14 @@ class RunDirectory:
         return os.path.join(self.model_dir, name)
 
     def write_json(self, name, value):
+        """Writes `MODEL_DIR/name` atomically on the chief (`atomic_files.write_json`)."""
         if self.is_chief:
-            write_json_atomically(self.file(name), value)
+            atomic_files.write_json(self.file(name), value)
+
+    def save_directory(self, name, save_fn):
+        """Saves the folder `MODEL_DIR/name` atomically on the chief, unless it already exists."""
+        if self.is_chief and not os.path.isdir(self.file(name)):
+            atomic_files.save_directory(save_fn, self.file(name))
 
     def write_config(self, config, train_steps, log=print):
         """Writes config.json; when resuming with other settings, says which ones changed.
@@ -254,20 +226,3 @@ class RunDirectory:
         if self._temporary:
             shutil.rmtree(self._temporary, ignore_errors=True)
 
-
-def save_directory_atomically(save_fn, directory):
-    """Calls `save_fn(temporary_directory)`, then renames the result to `directory`.
-
-    Other workers load `MODEL_DIR/tokenizer` when it exists; renaming a complete folder into
-    place means they never see it half-written.
-    """
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    temporary = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
-    try:
-        save_fn(temporary)
-        _chmod_as_created(temporary, 0o777)  # mkdtemp makes it 0700.
-        os.replace(temporary, directory)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise

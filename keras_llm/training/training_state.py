@@ -5,12 +5,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from keras_llm.training import loop, optimizer as optimizer_lib
-from keras_llm.training.checkpointing import (
-    attach_weight_average,
-    has_weight_average,
-    make_checkpoint,
-)
+from keras_llm.training import optimizer as optimizer_lib
+from keras_llm.training.checkpointing import TrainingCheckpoint, has_weight_average
 from keras_llm.training.weight_average import WeightAverage
 
 
@@ -20,14 +16,17 @@ class TrainingState:
 
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
-    checkpoint: tf.train.Checkpoint
+    checkpoint: TrainingCheckpoint
     manager: tf.train.CheckpointManager
     weight_average: WeightAverage = None  # None unless --weight_average_decay > 0.
 
 
 def create_training_state(strategy, build_model, example_inputs, train_config, train_steps,
                           run_directory, log=print):
-    """Builds model and optimizer under `strategy`, then resumes from the latest checkpoint.
+    """Builds model, optimizer and the whole checkpoint under `strategy`, then resumes.
+
+    Everything the checkpoint holds (model, optimizer, learning-rate scale, weight average) is
+    created before the first restore, so the restore fills existing variables.
 
     Args:
         strategy: the run's `tf.distribute.Strategy`.
@@ -43,31 +42,26 @@ def create_training_state(strategy, build_model, example_inputs, train_config, t
     Returns:
         A `TrainingState`; `optimizer.iterations` holds the step resumed from (0 for a new run).
         With `weight_average_decay > 0` it has a `WeightAverage`, restored with the rest or, when
-        resuming a checkpoint saved without one, started afresh.
+        resuming a checkpoint saved without one, started afresh from the restored weights.
     """
     keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
         model = build_model()
         model(example_inputs)  # Create the variables.
-        optimizer = optimizer_lib.make_optimizer(model, train_config, train_steps)
+        schedule = optimizer_lib.make_schedule(train_config, train_steps)
+        optimizer = optimizer_lib.make_optimizer(model, train_config, schedule)
         optimizer.build(model.trainable_variables)
-    checkpoint = make_checkpoint(model, optimizer)
-    step = loop.restore_or_initialize(checkpoint, run_directory, optimizer.iterations, log)
-    saved_average = bool(step) and has_weight_average(run_directory.latest_checkpoint())
-    weight_average = None
-    if train_config.weight_average_decay:
-        # Attached to the checkpoint that did the restore, it takes the saved averages and update
-        # count if the file has them (deferred restoration, as for the loop's learning-rate
-        # scale); otherwise averaging starts now.
-        weight_average = WeightAverage(strategy, model, train_config.weight_average_decay)
-        attach_weight_average(checkpoint, weight_average)
-        if step and not saved_average:
-            log("The checkpoint holds no weight average; averaging starts at this step.")
-    elif saved_average:
+        weight_average = (WeightAverage(strategy, model, train_config.weight_average_decay)
+                          if train_config.weight_average_decay else None)
+    checkpoint = TrainingCheckpoint(model, optimizer, schedule.scale, weight_average)
+    step, missing = checkpoint.restore_latest(run_directory.model_dir, log)
+    if step and "weight_average" in missing:
+        log("The checkpoint holds no weight average; averaging starts at this step.")
+    elif step and weight_average is None and has_weight_average(run_directory.latest_checkpoint()):
         log("--weight_average_decay=0: the checkpoint's weight average is dropped; the raw "
             "weights are evaluated and saved from now on.")
     manager = tf.train.CheckpointManager(
-        checkpoint, run_directory.checkpoint_dir, max_to_keep=train_config.max_checkpoints,
-        step_counter=optimizer.iterations,
+        checkpoint.checkpoint, run_directory.checkpoint_dir,
+        max_to_keep=train_config.max_checkpoints, step_counter=optimizer.iterations,
     )
     return TrainingState(model, optimizer, checkpoint, manager, weight_average)

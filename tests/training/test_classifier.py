@@ -10,12 +10,12 @@ import pytest
 
 from keras_llm import config as config_lib, presets
 from keras_llm.data.labelled_files import DataError
-from keras_llm.training.classifier import (
+from keras_llm.evaluation.trained_runs import (
     evaluate_file,
     load_trained_classifier,
-    train_classifier,
+    load_trained_language_model,
 )
-from keras_llm.training.language_model import load_trained_language_model
+from keras_llm.training.classifier import train_classifier
 from keras_llm.training.run_directory import ModelDirectoryError
 from tests.conftest import event_tags, shared_data_path
 

@@ -14,10 +14,8 @@ from keras_llm import config as config_lib, presets
 from keras_llm.data.corpora import CorpusError
 from keras_llm.data.corpora import load_corpus
 from keras_llm.data.language_model_dataset import evaluation_dataset
-from keras_llm.training.language_model import (
-    load_trained_language_model,
-    train_language_model,
-)
+from keras_llm.evaluation.trained_runs import load_trained_language_model
+from keras_llm.training.language_model import train_language_model
 from keras_llm.training.losses import token_cross_entropy
 from keras_llm.training.run_directory import ModelDirectoryError
 from tests.conftest import event_tags, REPO_ROOT, tiny_language_model_config

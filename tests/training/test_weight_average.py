@@ -10,14 +10,9 @@ import pytest
 import tensorflow as tf
 
 from keras_llm.training import losses
-from keras_llm.training.checkpointing import (
-    attach_weight_average,
-    make_checkpoint,
-    restore_checkpoint,
-    restore_model,
-    weight_name,
-)
-from keras_llm.training.language_model import load_trained_language_model, train_language_model
+from keras_llm.evaluation.trained_runs import load_trained_language_model
+from keras_llm.training.checkpointing import TrainingCheckpoint, restore_model, weight_name
+from keras_llm.training.language_model import train_language_model
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.weight_average import WeightAverage
 from tests.conftest import replica_strategy
@@ -103,9 +98,8 @@ def test_readers_restore_the_average_from_a_checkpoint(tmp_path):
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     for _ in range(3):
         trainer.train_step(iterator)
-    checkpoint = make_checkpoint(model, trainer.optimizer)
-    attach_weight_average(checkpoint, average)
-    path = checkpoint.save(str(tmp_path / "ckpt"))
+    checkpoint = TrainingCheckpoint(model, trainer.optimizer, weight_average=average)
+    path = checkpoint.checkpoint.save(str(tmp_path / "ckpt"))
     reader = keras.Sequential([keras.layers.Dense(1, name="head")])
     reader(tf.zeros((1, 3)))
     restore_model(reader, path)
@@ -148,14 +142,14 @@ def test_restoring_a_checkpoint_without_an_average_restarts_it(tmp_path):
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     trainer.train_step(iterator)
     # Saved before averaging was turned on (as by a run resumed with --weight_average_decay).
-    old = make_checkpoint(model, trainer.optimizer).save(str(tmp_path / "old"))
+    old = TrainingCheckpoint(model, trainer.optimizer).checkpoint.save(str(tmp_path / "old"))
     saved_weights = [w.numpy() for w in model.trainable_weights]
-    checkpoint = make_checkpoint(model, trainer.optimizer)
-    attach_weight_average(checkpoint, average)
+    checkpoint = TrainingCheckpoint(model, trainer.optimizer, weight_average=average)
     for _ in range(2):
         trainer.train_step(iterator)
     assert int(average.num_updates.numpy()) == 3
-    restore_checkpoint(checkpoint, old)  # As a NaN rollback or the best checkpoint would.
+    # As a NaN rollback or the best checkpoint would; the file has no average to restore.
+    assert checkpoint.restore(old) == ["weight_average"]
     assert int(average.num_updates.numpy()) == 0
     for weights, variable in zip(saved_weights, average.averages.values()):
         for copy in strategy.experimental_local_results(variable):

@@ -1,0 +1,72 @@
+"""Text in, text out: `sample_text` tokenizes a prompt, runs `generate` compiled, detokenizes.
+
+`generate` (`decoding.py`) works on token ids; this is the text-level layer that
+`experiments.sample` and the evaluation-time TensorBoard samples of a language-model run share.
+With a character tokenizer, `sample_text(model, tokenizer, "ROMEO:", max_new_tokens=3, ...)`
+returns "ROMEO:" followed by 3 generated characters.
+"""
+
+import weakref
+
+import tensorflow as tf
+
+from keras_llm.generation.decoding import generate
+
+# Fixed prompts whose continuations a language-model run logs to TensorBoard at every
+# evaluation: a newline (any corpus), a Tiny Shakespeare speaker, a CJK character.
+DEFAULT_SAMPLE_PROMPTS = ("\n", "ROMEO:", "春")
+
+# Compiled decoding loops per model (weak keys: they go with their model), then per sampling
+# settings.
+_COMPILED_GENERATE = weakref.WeakKeyDictionary()
+
+
+def covers(tokenizer, prompt):
+    """Whether `prompt` tokenizes to at least one token and no `[UNK]` under `tokenizer`."""
+    ids = tokenizer.tokenize(tf.constant(prompt)).numpy()
+    return len(ids) > 0 and tokenizer.unk_id not in ids
+
+
+def sample_prompts(tokenizer):
+    """The `DEFAULT_SAMPLE_PROMPTS` that `tokenizer` covers (at least ["\\n"])."""
+    return [prompt for prompt in DEFAULT_SAMPLE_PROMPTS if covers(tokenizer, prompt)] or ["\n"]
+
+
+def sample_text(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+                seed=0):
+    """Generates a continuation of `prompt` and returns prompt + continuation as text.
+
+    The decoding loop runs as one compiled `tf.function` (traced once per model and sampling
+    settings), not token by token in eager mode.
+
+    Args:
+        model: a keras_llm language model (see `decoding.generate`); decoding is cached when it
+            has `prefill` / `decode_step`, and crops to its `max_context`.
+        tokenizer: the run's tokenizer (`tokenize` / `detokenize`).
+        prompt: str, at least one token long.
+        max_new_tokens: int >= 0, tokens to generate.
+        temperature, top_k, top_p: the sampling settings of `sampling.sample_next_token`.
+        seed: int; the same seed gives the same text.
+
+    Returns:
+        str, the prompt followed by the generated text.
+
+    Raises:
+        ValueError: `prompt` has no tokens (naming --prompt), or bad sampling settings.
+    """
+    prompt_ids = tokenizer.tokenize(tf.constant([prompt])).to_tensor()  # (1, prompt_len)
+    if prompt_ids.shape[1] == 0:
+        raise ValueError(f"--prompt={prompt!r} has no tokens; give at least one character.")
+    key = (max_new_tokens, temperature, top_k, top_p)
+    compiled = _COMPILED_GENERATE.setdefault(model, {})
+    if key not in compiled:
+        def generate_ids(ids, seed):
+            return generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, seed=seed)
+
+        compiled[key] = tf.function(
+            generate_ids,
+            input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([2], tf.int32)],
+        )
+    output = compiled[key](prompt_ids, tf.constant([seed, 0], tf.int32))  # (1, prompt_len + new)
+    return tokenizer.detokenize(output)[0].numpy().decode("utf-8")
