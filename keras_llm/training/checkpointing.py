@@ -80,6 +80,43 @@ def latest_checkpoint(model_dir):
     return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
 
 
+class CheckpointLayoutError(ValueError):
+    """A checkpoint's weight names do not match the model it is restored into."""
+
+
+def saved_weight_names(checkpoint_path):
+    """The `model/weights/<name>` names a checkpoint holds (TF escapes "/" in names as ".S")."""
+    prefix, suffix = "model/weights/", "/.ATTRIBUTES/VARIABLE_VALUE"
+    names = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    return {name[len(prefix):-len(suffix)].replace(".S", "/")
+            for name in names if name.startswith(prefix) and name.endswith(suffix)}
+
+
+def check_weight_names(model, checkpoint_path):
+    """Fails, naming the weights and the likely cause, if `model`'s weights are not all saved.
+
+    Checkpoints of keras_llm 0.1 classifiers and LSTM language models name their weights without
+    the `backbone/` of 0.2's backbone + head models (see the README's changelog); they cannot be
+    resumed or read by 0.2 (GPT language models kept their names and can).
+
+    Raises:
+        CheckpointLayoutError: naming up to three missing weights.
+    """
+    saved = saved_weight_names(checkpoint_path)
+    missing = sorted(weight_name(v) for v in model.weights if weight_name(v) not in saved)
+    if not missing:
+        return
+    if saved and not any(name.startswith("backbone/") for name in saved):
+        cause = ("it was written by keras_llm 0.1, before models became a backbone and a head "
+                 "(README, Changelog): retrain in a new --model_dir")
+    else:
+        cause = "it holds another model; use a new --model_dir or the run's own settings"
+    raise CheckpointLayoutError(
+        f"{checkpoint_path} does not fit this model: {cause}. Missing weights: "
+        + ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        + ".")
+
+
 def saved_parts(checkpoint_path):
     """The top-level names a checkpoint file holds, e.g. {"model", "optimizer", "save_counter"}."""
     names = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
@@ -103,6 +140,7 @@ class TrainingCheckpoint:
     REQUIRED_PARTS = ("model", "optimizer")
 
     def __init__(self, model, optimizer, learning_rate_scale=None, weight_average=None):
+        self.model = model
         self.optimizer = optimizer
         self.learning_rate_scale = learning_rate_scale
         self.weight_average = weight_average
@@ -131,13 +169,15 @@ class TrainingCheckpoint:
 
         Raises:
             ValueError: the file holds no model or no optimizer, naming it.
-            AssertionError: a variable of a part is missing from the file (another model).
+            CheckpointLayoutError: a model weight is missing from the file (another model, or
+                a 0.1 classifier or LSTM run).
         """
         saved = saved_parts(path)
         absent = [name for name in self.REQUIRED_PARTS if name not in saved]
         if absent:
             raise ValueError(f"{path}: expected a training checkpoint with {' and '.join(absent)}; "
                              f"it holds {sorted(saved)}.")
+        check_weight_names(self.model, path)
         present = {name: part for name, part in self._parts.items() if name in saved}
         tf.train.Checkpoint(**present).restore(path).expect_partial() \
             .assert_existing_objects_matched()
@@ -190,8 +230,10 @@ def restore_model(model, checkpoint_path):
         The step the checkpoint was saved at (the optimizer's iteration count), or None.
 
     Raises:
-        AssertionError: a model variable is missing from the checkpoint (another architecture).
+        CheckpointLayoutError: a model weight is missing from the checkpoint (another model, or
+            a 0.1 classifier or LSTM run).
     """
+    check_weight_names(model, checkpoint_path)
     make_checkpoint(model).restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
     if has_weight_average(checkpoint_path):
         _restore_weights({weight_name(v): v for v in model.trainable_weights}, checkpoint_path)

@@ -102,3 +102,21 @@ def test_best_checkpoint_keeps_the_best_and_restores_it(tmp_path):
     assert BestCheckpoint(state.checkpoint, run_directory, "loss").summary["step"] == 2
     with pytest.raises(ValueError, match="mode must be 'max' or 'min'; got 'up'"):
         BestCheckpoint(state.checkpoint, run_directory, "loss", mode="up")
+
+
+def test_a_checkpoint_of_the_previous_layout_is_refused_naming_the_changelog(tmp_path):
+    """0.1 classifiers named weights without `backbone/`: the error says so, not an assert."""
+    import numpy as np
+    from keras_llm.config import ClassifierModelConfig
+    from keras_llm.models.builders import build_classifier
+    from keras_llm.training.checkpointing import CheckpointLayoutError, check_weight_names
+    model = build_classifier(ClassifierModelConfig(), vocabulary_size=20, sequence_length=8,
+                             num_classes=2)
+    model({"token_ids": np.ones((1, 4), "int32"), "padding_mask": np.ones((1, 4), bool)})
+    old = tf.Module()
+    old.weights = {"token_embedding/embeddings": tf.Variable(tf.zeros((20, 32))),
+                   "classification_head/kernel": tf.Variable(tf.zeros((64, 1)))}
+    path = tf.train.Checkpoint(model=old).save(str(tmp_path / "ckpt"))
+    with pytest.raises(CheckpointLayoutError, match=r"keras_llm 0\.1.*Changelog.*backbone/"):
+        check_weight_names(model, path)
+    check_weight_names(model, make_checkpoint(model).save(str(tmp_path / "new")))  # fits

@@ -24,10 +24,9 @@ import pytest
 import tensorflow as tf
 
 from keras_llm.data.language_model_dataset import training_dataset
-from keras_llm.models.gpt import GPTLanguageModel
-from keras_llm.models.lstm_classifier import LSTMClassifier
-from keras_llm.models.lstm_language_model import LSTMLanguageModel
-from keras_llm.models.transformer_classifier import TransformerClassifier
+from keras_llm.config import ClassifierModelConfig, ModelConfig
+from keras_llm.data.features import model_inputs
+from keras_llm.models.builders import build_classifier, build_language_model
 from keras_llm.training import losses
 from keras_llm.training import optimizer as optimizer_lib
 from keras_llm.training.trainer import Trainer
@@ -84,7 +83,7 @@ def classifier_batches(num_classes):
     )
 
 
-LANGUAGE_MODEL_INPUT = np.zeros((1, SEQUENCE_LENGTH), np.int32)
+LANGUAGE_MODEL_INPUT = model_inputs(np.zeros((1, SEQUENCE_LENGTH), np.int32))
 CLASSIFIER_INPUT = {
     "token_ids": np.ones((1, SEQUENCE_LENGTH), np.int32),
     "padding_mask": np.ones((1, SEQUENCE_LENGTH), bool),
@@ -116,33 +115,36 @@ class Case:
 
 CASES = {
     "gpt": Case(
-        lambda: GPTLanguageModel(vocabulary_size=VOCABULARY_SIZE, sequence_length=SEQUENCE_LENGTH,
-                                 num_layers=1, num_heads=2, hidden_dim=16, dropout=0.0),
+        lambda: build_language_model(ModelConfig(
+            architecture="gpt", sequence_length=SEQUENCE_LENGTH, num_layers=1, num_heads=2,
+            hidden_dim=16, dropout=0.0), VOCABULARY_SIZE),
         LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
         gradient_clip_norm=0.5,
     ),
     "lstm_language_model": Case(
-        lambda: LSTMLanguageModel(vocabulary_size=VOCABULARY_SIZE, hidden_dim=16, num_layers=1,
-                                  dropout=0.0),
+        lambda: build_language_model(ModelConfig(
+            architecture="lstm", hidden_dim=16, num_layers=1, dropout=0.0), VOCABULARY_SIZE),
         LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
         gradient_clip_norm=0.1,
     ),
     "lstm_classifier": Case(
-        lambda: LSTMClassifier(vocabulary_size=VOCABULARY_SIZE, embedding_dim=16, hidden_dim=16,
-                               dropout=0.0, num_classes=2),
+        lambda: build_classifier(ClassifierModelConfig(
+            architecture="lstm", embedding_dim=16, hidden_dim=16, dropout=0.0),
+            VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=2),
         CLASSIFIER_INPUT, functools.partial(classifier_batches, 2),
         losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=2,
     ),
     "bidirectional_lstm_classifier_3_classes": Case(
-        lambda: LSTMClassifier(vocabulary_size=VOCABULARY_SIZE, embedding_dim=16, hidden_dim=16,
-                               bidirectional=True, dropout=0.0, num_classes=3),
+        lambda: build_classifier(ClassifierModelConfig(
+            architecture="bilstm", embedding_dim=16, hidden_dim=16, dropout=0.0),
+            VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=3),
         CLASSIFIER_INPUT, functools.partial(classifier_batches, 3),
         losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=3,
     ),
     "transformer_classifier": Case(
-        lambda: TransformerClassifier(vocabulary_size=VOCABULARY_SIZE,
-                                      sequence_length=SEQUENCE_LENGTH, num_layers=1, num_heads=2,
-                                      hidden_dim=16, dropout=0.0, num_classes=2),
+        lambda: build_classifier(ClassifierModelConfig(
+            architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16, dropout=0.0),
+            VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=2),
         CLASSIFIER_INPUT, functools.partial(classifier_batches, 2),
         losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=2,
     ),

@@ -17,10 +17,9 @@ import pytest
 import tensorflow as tf
 
 from keras_llm.data.language_model_dataset import evaluation_dataset
-from keras_llm.models.gpt import GPTLanguageModel
-from keras_llm.models.lstm_classifier import LSTMClassifier
-from keras_llm.models.lstm_language_model import LSTMLanguageModel
-from keras_llm.models.transformer_classifier import TransformerClassifier
+from keras_llm.config import ClassifierModelConfig, ModelConfig
+from keras_llm.data.features import model_inputs
+from keras_llm.models.builders import build_classifier, build_language_model
 from keras_llm.training import losses
 from keras_llm.training import optimizer as optimizer_lib
 from keras_llm.training.trainer import Trainer
@@ -47,13 +46,13 @@ def build_model(make_model, example_input, strategy):
 # ------------------------------------------------------------------ language-model evaluation
 
 LANGUAGE_MODELS = {
-    "gpt": lambda: GPTLanguageModel(vocabulary_size=VOCABULARY_SIZE,
-                                    sequence_length=SEQUENCE_LENGTH, num_layers=1, num_heads=2,
-                                    hidden_dim=16, dropout=0.0),
-    "lstm_language_model": lambda: LSTMLanguageModel(vocabulary_size=VOCABULARY_SIZE,
-                                                     hidden_dim=16, num_layers=1),
+    "gpt": lambda: build_language_model(ModelConfig(
+        architecture="gpt", sequence_length=SEQUENCE_LENGTH, num_layers=1, num_heads=2,
+        hidden_dim=16, dropout=0.0), VOCABULARY_SIZE),
+    "lstm_language_model": lambda: build_language_model(ModelConfig(
+        architecture="lstm", hidden_dim=16, num_layers=1), VOCABULARY_SIZE),
 }
-LANGUAGE_MODEL_INPUT = np.zeros((1, SEQUENCE_LENGTH), np.int32)
+LANGUAGE_MODEL_INPUT = model_inputs(np.zeros((1, SEQUENCE_LENGTH), np.int32))
 
 
 def token_stream(num_windows):
@@ -67,7 +66,7 @@ def eager_language_model_loss(model, tokens):
     windows = tokens[:-1].reshape(-1, SEQUENCE_LENGTH)  # (num_windows, T) inputs
     targets = tokens[1:].reshape(-1, SEQUENCE_LENGTH)  # (num_windows, T) next tokens
     per_token = keras.losses.sparse_categorical_crossentropy(
-        targets, model(windows), from_logits=True
+        targets, model(model_inputs(windows)), from_logits=True
     )  # (num_windows, T)
     return float(tf.reduce_mean(per_token))
 
@@ -123,11 +122,12 @@ CLASSIFIER_INPUT = {
     "padding_mask": np.ones((1, SEQUENCE_LENGTH), bool),
 }
 CLASSIFIERS = {
-    "lstm_classifier": (2, lambda: LSTMClassifier(
-        vocabulary_size=VOCABULARY_SIZE, embedding_dim=16, hidden_dim=16, num_classes=2)),
-    "transformer_classifier_3_classes": (3, lambda: TransformerClassifier(
-        vocabulary_size=VOCABULARY_SIZE, sequence_length=SEQUENCE_LENGTH, num_layers=1,
-        num_heads=2, hidden_dim=16, dropout=0.0, num_classes=3)),
+    "lstm_classifier": (2, lambda: build_classifier(ClassifierModelConfig(
+        architecture="lstm", embedding_dim=16, hidden_dim=16), VOCABULARY_SIZE, SEQUENCE_LENGTH,
+        num_classes=2)),
+    "transformer_classifier_3_classes": (3, lambda: build_classifier(ClassifierModelConfig(
+        architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16, dropout=0.0),
+        VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=3)),
 }
 
 
