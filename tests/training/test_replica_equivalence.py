@@ -203,9 +203,10 @@ def reference_run(case_name):
 
 
 def expected_learning_rate(step):
-    """Hand-computed rate at optimizer step `step`: linear warmup, then cosine to the minimum."""
+    """Hand-computed rate at optimizer step `step`: nanoGPT's linear warmup (above 0 from the
+    first step), then cosine to the minimum."""
     if step < WARMUP_STEPS:
-        return LEARNING_RATE * step / WARMUP_STEPS
+        return LEARNING_RATE * (step + 1) / (WARMUP_STEPS + 1)
     progress = (step - WARMUP_STEPS) / (NUM_STEPS - WARMUP_STEPS)
     return MIN_LEARNING_RATE + (LEARNING_RATE - MIN_LEARNING_RATE) * 0.5 * (
         1 + math.cos(math.pi * progress)
