@@ -11,11 +11,12 @@ import keras
 from keras import ops
 
 from keras_llm.layers.initializers import gpt2_normal
+from keras_llm.models.task import Task
 from keras_llm.models.transformer_backbone import GPTBackbone
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class GPTLanguageModel(keras.Model):
+class GPTLanguageModel(Task):
     """Next-token logits from a `GPTBackbone`.
 
     Args:
@@ -103,14 +104,7 @@ class GPTLanguageModel(keras.Model):
         config = super().get_config()
         config.update(
             {
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "tie_embeddings": self.tie_embeddings,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

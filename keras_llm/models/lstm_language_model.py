@@ -4,10 +4,11 @@ import keras
 from keras import ops
 
 from keras_llm.models.lstm_backbone import LSTMBackbone
+from keras_llm.models.task import Task
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class LSTMLanguageModel(keras.Model):
+class LSTMLanguageModel(Task):
     """`LSTMBackbone -> Dense(vocabulary_size)`: next-token logits at every position.
 
     The classic word/character-level LSTM language model (Zaremba et al. 2014), with the same
@@ -80,14 +81,3 @@ class LSTMLanguageModel(keras.Model):
 
     def compute_output_shape(self, input_shape):
         return (*self.backbone.compute_output_shape(input_shape)[:-1], self.vocabulary_size)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"backbone": keras.saving.serialize_keras_object(self.backbone)})
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

@@ -5,9 +5,10 @@ import numbers
 import keras
 from keras import ops
 
+from keras_llm.data.features import unpack_inputs
 from keras_llm.layers.sequence_pooling import SequencePooling
 from keras_llm.layers.validation import check_dropout_rate
-from keras_llm.data.features import unpack_inputs
+from keras_llm.models.task import Task
 
 
 def classifier_output_dim(num_classes):
@@ -26,7 +27,7 @@ def classifier_output_dim(num_classes):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class TextClassifier(keras.Model):
+class TextClassifier(Task):
     """Class logits from any backbone's hidden states, pooled over real tokens only.
 
     The builder pairs each backbone with its usual pooling: a Transformer encoder's tokens are
@@ -100,7 +101,6 @@ class TextClassifier(keras.Model):
         config = super().get_config()
         config.update(
             {
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "num_classes": self.num_classes,
                 "pooling": self.pooling.mode,
                 "dropout": self.dropout,
@@ -108,9 +108,3 @@ class TextClassifier(keras.Model):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
