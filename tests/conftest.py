@@ -1,5 +1,6 @@
 """Shared fixtures: paths to the real datasets in ../shared/data and quiet TensorFlow logging."""
 
+import keras
 import os
 import pathlib
 
@@ -73,3 +74,19 @@ def event_tags(directory):
         for event in tf.compat.v1.train.summary_iterator(path):
             tags.update(value.tag for value in event.summary.value)
     return tags
+
+
+class TinyLanguageModel(keras.Model):
+    """Embedding -> Dense on the input dict (or bare token ids): the cheapest model with an
+    (undecayed) embedding, a decayed kernel and an undecayed bias, for tests whose subject is the
+    trainer or the data, not the model."""
+
+    def __init__(self, vocabulary_size, kernel_regularizer=None):
+        super().__init__(name="tiny_language_model")
+        self.token_embedding = keras.layers.Embedding(vocabulary_size, 8, name="token_embedding")
+        self.output_projection = keras.layers.Dense(
+            vocabulary_size, kernel_regularizer=kernel_regularizer, name="output_projection")
+
+    def call(self, inputs):
+        token_ids = inputs["token_ids"] if isinstance(inputs, dict) else inputs
+        return self.output_projection(self.token_embedding(token_ids))

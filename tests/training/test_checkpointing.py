@@ -109,7 +109,8 @@ def test_a_checkpoint_of_the_previous_layout_is_refused_naming_the_changelog(tmp
     import numpy as np
     from keras_llm.config import ClassifierModelConfig
     from keras_llm.models.builders import build_classifier
-    from keras_llm.training.checkpointing import CheckpointLayoutError, check_weight_names
+    from keras_llm.training.checkpointing import (CheckpointLayoutError, check_weight_names,
+                                                  make_checkpoint)
     model = build_classifier(ClassifierModelConfig(), vocabulary_size=20, sequence_length=8,
                              num_classes=2)
     model({"token_ids": np.ones((1, 4), "int32"), "padding_mask": np.ones((1, 4), bool)})

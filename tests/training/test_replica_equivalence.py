@@ -30,7 +30,7 @@ from keras_llm.models.builders import build_classifier, build_language_model
 from keras_llm.training import losses
 from keras_llm.training import optimizer as optimizer_lib
 from keras_llm.training.trainer import Trainer
-from tests.conftest import replica_strategy
+from tests.conftest import TinyLanguageModel, replica_strategy
 
 NUM_STEPS = 10
 GLOBAL_BATCH_SIZE = 8  # 8, 4 and 2 examples per replica on 1, 2 and 4 replicas.
@@ -293,11 +293,7 @@ def test_gradient_accumulation_matches_one_replica_without_it(num_replicas):
 def tiny_language_model(kernel_regularizer=None):
     """Embedding -> Dense: the cheapest model with an (undecayed) embedding, a decayed kernel
     and an undecayed bias; it traces in a fraction of the time of the real models."""
-    return keras.Sequential([
-        keras.layers.Embedding(VOCABULARY_SIZE, 8, name="token_embedding"),
-        keras.layers.Dense(VOCABULARY_SIZE, kernel_regularizer=kernel_regularizer,
-                           name="output_projection"),
-    ], name="tiny_language_model")
+    return TinyLanguageModel(VOCABULARY_SIZE, kernel_regularizer)
 
 
 SINGLE_STEP_WEIGHT_DECAY = 0.5  # Large: decay counted 4 times would be ~1.5e-2 * |w| off.
@@ -339,8 +335,8 @@ def test_adamw_steps_match_hand_computed_update(num_replicas):
                      "output_projection/bias"]
     trainer = Trainer(strategy, model, optimizer, case.loss_fn,
                       gradient_clip_norm=case.gradient_clip_norm)
-    batches = [[np.array(x) for x in batch]
-               for batch in language_model_batches().take(2).as_numpy_iterator()]
+    batches = [[np.array(features["token_ids"]), np.array(targets), np.array(mask)]
+               for features, targets, mask in language_model_batches().take(2).as_numpy_iterator()]
     batches[0][2][:] = 0.0  # The first global batch has no real target.
     token_ids, targets, mask = (np.concatenate(parts) for parts in zip(*batches))
     dataset = tf.data.Dataset.from_tensor_slices((token_ids, targets, mask)).batch(GLOBAL_BATCH_SIZE)

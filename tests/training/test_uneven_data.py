@@ -23,7 +23,7 @@ from keras_llm.models.builders import build_classifier, build_language_model
 from keras_llm.training import losses
 from keras_llm.training import optimizer as optimizer_lib
 from keras_llm.training.trainer import Trainer
-from tests.conftest import replica_strategy
+from tests.conftest import TinyLanguageModel, replica_strategy
 
 GLOBAL_BATCH_SIZE = 8
 SEQUENCE_LENGTH = 8
@@ -229,10 +229,7 @@ def test_classifier_evaluation_counts_every_example_once(model_name):
 def tiny_language_model():
     """Embedding -> Dense: traces in a fraction of the time of the real models, for the tests
     whose subject is the data, not the model."""
-    return keras.Sequential([
-        keras.layers.Embedding(VOCABULARY_SIZE, 8, name="token_embedding"),
-        keras.layers.Dense(VOCABULARY_SIZE, name="output_projection"),
-    ], name="tiny_language_model")
+    return TinyLanguageModel(VOCABULARY_SIZE)
 
 
 def language_model_windows(num_windows):
