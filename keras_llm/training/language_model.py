@@ -54,7 +54,7 @@ def train_language_model(config, model_dir, log=print):
         The dict written to `MODEL_DIR/results.json` (losses in nats per token).
 
     Raises:
-        ValueError: a bad configuration (`config_lib.validate`), corpus (`CorpusError`) or model
+        ValueError: a bad configuration (`config_validation.validate`), corpus (`CorpusError`) or model
             directory (`ModelDirectoryError`), before anything is written.
         NonFiniteLossError: the loss became NaN or Inf.
     """
