@@ -14,7 +14,7 @@ from absl import app, flags, logging
 
 from experiments.command import check_flags, run
 from experiments.config_flags import define_config_flags, resolve_config
-from keras_llm import config as config_lib, presets
+from keras_llm import config as config_lib, config_validation, presets
 
 flags.DEFINE_string("preset", "shakespeare_char", "Language-model preset whose shape is timed.")
 flags.DEFINE_integer("steps", 200, "Timed steps.", lower_bound=1)
@@ -30,7 +30,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     config, status = check_flags(lambda: resolve_config(
-        presets.language_model_config(FLAGS.preset), SECTIONS, config_lib.validate))
+        presets.language_model_config(FLAGS.preset), SECTIONS, config_validation.validate))
     if status:
         return status
     from keras_llm.training.benchmark import benchmark_train_step

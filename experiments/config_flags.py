@@ -53,7 +53,7 @@ def resolve_config(preset_config, sections, validate, flag_values=flags.FLAGS, l
     Args:
         preset_config: the config of the chosen preset.
         sections: as returned by `define_config_flags`.
-        validate: `config.validate` or `config.validate_classifier`.
+        validate: `config_validation.validate` or `config_validation.validate_classifier`.
         flag_values: the parsed flags.
         log: a print-like function for the note.
 

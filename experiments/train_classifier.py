@@ -15,7 +15,7 @@ from absl import app, flags, logging
 
 from experiments.command import check_flags, run, run_job
 from experiments.config_flags import define_config_flags, resolve_config
-from keras_llm import config as config_lib, presets
+from keras_llm import config as config_lib, config_validation, presets
 
 flags.DEFINE_string("preset", "lstm_baseline",
                     f"Named preset: {', '.join(sorted(presets.CLASSIFIER_PRESETS))}.")
@@ -30,7 +30,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     config, status = check_flags(lambda: resolve_config(
-        presets.classifier_config(FLAGS.preset), SECTIONS, config_lib.validate_classifier))
+        presets.classifier_config(FLAGS.preset), SECTIONS, config_validation.validate_classifier))
     if status:
         return status
 

@@ -14,7 +14,7 @@ from absl import app, flags, logging
 
 from experiments.command import check_flags, run, run_job
 from experiments.config_flags import define_config_flags, resolve_config
-from keras_llm import config as config_lib, presets
+from keras_llm import config as config_lib, config_validation, presets
 
 flags.DEFINE_string("preset", "shakespeare_char",
                     f"Named preset: {', '.join(sorted(presets.LANGUAGE_MODEL_PRESETS))}.")
@@ -29,7 +29,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Progress lines are printed; absl INFO is noise.
     config, status = check_flags(lambda: resolve_config(
-        presets.language_model_config(FLAGS.preset), SECTIONS, config_lib.validate))
+        presets.language_model_config(FLAGS.preset), SECTIONS, config_validation.validate))
     if status:
         return status
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from keras_llm import config as config_lib, presets
+from keras_llm import config as config_lib, config_validation, presets
 from tests.conftest import REPO_ROOT
 
 
@@ -17,7 +17,7 @@ def _with_train(config, **overrides):
 
 def test_config_and_presets_import_without_tensorflow():
     # The commands check flags with them before TensorFlow's ~5 s import.
-    code = ("import sys; import keras_llm.config, keras_llm.presets; "
+    code = ("import sys; import keras_llm.config, keras_llm.config_validation, keras_llm.presets; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     process = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=60, check=True)
@@ -31,7 +31,7 @@ def test_validate_names_every_bad_flag_in_one_line():
         model=dataclasses.replace(config.model, hidden_dim=130, dropout=-0.1),
         data=dataclasses.replace(config.data, tokenizer="bpe"))
     with pytest.raises(ValueError) as error:
-        config_lib.validate(bad)
+        config_validation.validate(bad)
     assert str(error.value) == (
         "Invalid configuration: --tokenizer must be character or wordpiece; got 'bpe'. "
         "--hidden_dim must be divisible by --num_heads=4; got 130. "
@@ -45,15 +45,15 @@ def test_validate_names_every_bad_flag_in_one_line():
 
 def test_validate_returns_a_good_config_unchanged():
     config = presets.language_model_config("shakespeare_char")
-    assert config_lib.validate(config) is config
+    assert config_validation.validate(config) is config
 
 
 def test_warmup_is_checked_against_train_steps_only_without_epochs():
     config = _with_train(presets.language_model_config("shakespeare_char"), train_steps=50)
     with pytest.raises(ValueError, match=r"--warmup_steps must be in \[0, --train_steps=50\); "
                                          r"got 100\."):
-        config_lib.validate(config)
-    config_lib.validate(_with_train(config, epochs=1))  # Steps are known once data is read.
+        config_validation.validate(config)
+    config_validation.validate(_with_train(config, epochs=1))  # Steps are known once data is read.
 
 
 @pytest.mark.parametrize("train_steps, set_by_user, expected_warmup, note", [
@@ -77,9 +77,9 @@ def test_a_default_warmup_is_fitted_to_short_runs(train_steps, set_by_user, expe
     assert dataclasses.replace(fitted.train, warmup_steps=100) == config.train  # Nothing else.
     if set_by_user:
         with pytest.raises(ValueError, match=r"--warmup_steps must be in \[0, --train_steps=20\)"):
-            config_lib.validate(fitted)
+            config_validation.validate(fitted)
     else:
-        config_lib.validate(fitted)
+        config_validation.validate(fitted)
 
 
 def test_warmup_is_left_alone_with_epochs_and_silent_for_a_constant_rate():

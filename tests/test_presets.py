@@ -2,21 +2,21 @@
 
 import pytest
 
-from keras_llm import config as config_lib, presets
+from keras_llm import config as config_lib, config_validation, presets
 
 
 @pytest.mark.parametrize("name", sorted(presets.LANGUAGE_MODEL_PRESETS))
 def test_each_language_model_preset_builds_a_valid_config(name):
     config = presets.language_model_config(name)
     assert isinstance(config, config_lib.LanguageModelConfig) and config.preset == name
-    assert config_lib.validate(config) is config
+    assert config_validation.validate(config) is config
 
 
 @pytest.mark.parametrize("name", sorted(presets.CLASSIFIER_PRESETS))
 def test_each_classifier_preset_builds_a_valid_config(name):
     config = presets.classifier_config(name)
     assert isinstance(config, config_lib.ClassifierConfig) and config.preset == name
-    assert config_lib.validate_classifier(config) is config
+    assert config_validation.validate_classifier(config) is config
 
 
 def test_shakespeare_char_is_nanogpts_cpu_configuration():

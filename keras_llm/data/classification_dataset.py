@@ -11,8 +11,8 @@ tokenizer, `sequence_length=3`, `global_batch_size=2`, evaluation):
 
 import tensorflow as tf
 
-from keras_llm.data.labelled_files import file_reader_options, read_dataset, split_validation
 from keras_llm.data.features import PADDING_MASK_KEY, TOKEN_IDS_KEY
+from keras_llm.data.labelled_datasets import file_reader_options, read_dataset, split_validation
 
 
 def read_splits(data_config):

@@ -18,12 +18,8 @@ from keras_llm.data.classification_dataset import (
 )
 from keras_llm.data.features import model_inputs
 from keras_llm.data.label_vocabulary import LabelVocabulary
-from keras_llm.data.labelled_files import (
-    DataError,
-    file_reader_options,
-    format_from_suffix,
-    read_labelled_file,
-)
+from keras_llm.data.labelled_datasets import file_reader_options
+from keras_llm.data.labelled_files import DataError, format_from_suffix, read_labelled_file
 from keras_llm.data.tokenizers import load_tokenizer
 from keras_llm.evaluation.classification_metrics import format_report
 from keras_llm.evaluation.confusion_metrics import confusion_metrics_fn, report_from_totals

@@ -17,7 +17,8 @@ from keras_llm.data.classification_dataset import (
     read_splits,
 )
 from keras_llm.data.label_vocabulary import LabelVocabulary
-from keras_llm.data.tokenizers import WordPieceTokenizer, load_tokenizer
+from keras_llm.data.tokenizers import load_tokenizer
+from keras_llm.data.wordpiece_tokenizer import WordPieceTokenizer
 from keras_llm.evaluation.classification_metrics import confusion_matrix_image, format_report
 from keras_llm.evaluation.confusion_metrics import confusion_metrics_fn, report_from_totals
 from keras_llm.models.builders import build_classifier

@@ -13,8 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_llm.data import corpora, language_model_dataset
+from keras_llm.data.character_tokenizer import CharacterTokenizer
 from keras_llm.data.features import model_inputs
-from keras_llm.data.tokenizers import CharacterTokenizer, WordPieceTokenizer, load_tokenizer
+from keras_llm.data.tokenizers import load_tokenizer
+from keras_llm.data.wordpiece_tokenizer import WordPieceTokenizer
 from keras_llm.generation.text_sampling import sample_prompts, sample_text
 from keras_llm.models.builders import build_language_model
 from keras_llm.training import losses, run_setup
@@ -52,7 +54,7 @@ def train_language_model(config, model_dir, log=print):
         The dict written to `MODEL_DIR/results.json` (losses in nats per token).
 
     Raises:
-        ValueError: a bad configuration (`config_lib.validate`), corpus (`CorpusError`) or model
+        ValueError: a bad configuration (`config_validation.validate`), corpus (`CorpusError`) or model
             directory (`ModelDirectoryError`), before anything is written.
         NonFiniteLossError: the loss became NaN or Inf.
     """

@@ -15,7 +15,7 @@ anything is written.
 
 import json
 
-from keras_llm import config as config_lib
+from keras_llm import config as config_lib, config_validation
 from keras_llm.training import loop
 from keras_llm.training.best_checkpoint import BestCheckpoint
 from keras_llm.training.run_directory import RunDirectory, check_resumable
@@ -23,9 +23,9 @@ from keras_llm.training.strategy import make_strategy
 
 # kind -> (the config check, the data fields a resume must share with the saved run).
 _TASKS = {
-    "language-model": (config_lib.validate,
+    "language-model": (config_validation.validate,
                        ("corpus", "tokenizer", "vocabulary_size", "lower_case")),
-    "classifier": (config_lib.validate_classifier,
+    "classifier": (config_validation.validate_classifier,
                    ("dataset", "vocabulary_size", "lower_case", "sequence_length")),
 }
 
@@ -45,7 +45,7 @@ def begin_run(config, model_dir, kind):
         The run's `tf.distribute.Strategy`.
 
     Raises:
-        ValueError: a bad flag (`config_lib.validate*`), a model directory this run cannot
+        ValueError: a bad flag (`config_validation.validate*`), a model directory this run cannot
             resume (`ModelDirectoryError`), or a --batch_size the replicas times
             --gradient_accumulation_steps do not divide.
     """

@@ -6,8 +6,9 @@ import tensorflow as tf
 
 from keras_llm import config as config_lib
 from keras_llm.data.classification_dataset import classification_dataset, encode_texts
-from keras_llm.data.labelled_files import column_from_flag, file_reader_options
-from keras_llm.data.tokenizers import WordPieceTokenizer
+from keras_llm.data.labelled_datasets import file_reader_options
+from keras_llm.data.labelled_files import column_from_flag
+from keras_llm.data.wordpiece_tokenizer import WordPieceTokenizer
 
 VOCABULARY = ["[PAD]", "[UNK]", "a", "gripping", "film", "dull"]
 

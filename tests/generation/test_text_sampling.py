@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_llm.data.tokenizers import CharacterTokenizer
+from keras_llm.data.character_tokenizer import CharacterTokenizer
 from keras_llm.generation.text_sampling import covers, sample_prompts, sample_text
 
 

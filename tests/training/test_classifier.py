@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_llm import config as config_lib, presets
+from keras_llm import config as config_lib, config_validation, presets
 from keras_llm.data.labelled_files import DataError
 from keras_llm.evaluation.trained_runs import (
     evaluate_file,
@@ -162,7 +162,7 @@ def test_invalid_classifier_flags_are_all_reported():
         config, model=dataclasses.replace(config.model, hidden_dim=30, num_heads=4),
         data=dataclasses.replace(config.data, dataset="nope"))
     with pytest.raises(ValueError) as error:
-        config_lib.validate_classifier(bad)
+        config_validation.validate_classifier(bad)
     assert "--hidden_dim must be divisible by --num_heads=4; got 30" in str(error.value)
     assert "--dataset must be sst2 or chnsenticorp" in str(error.value)
     with pytest.raises(ValueError, match="not a classifier preset"):
@@ -183,12 +183,12 @@ def test_keep_best_must_be_a_metric_of_the_task():
     bad = dataclasses.replace(config, train=dataclasses.replace(config.train,
                                                                 keep_best="perplexity"))
     with pytest.raises(ValueError, match="--keep_best must be empty, loss, accuracy"):
-        config_lib.validate_classifier(bad)
+        config_validation.validate_classifier(bad)
     language_model = presets.language_model_config("shakespeare_char")
     bad = dataclasses.replace(language_model, train=dataclasses.replace(
         language_model.train, keep_best="accuracy"))
     with pytest.raises(ValueError, match="--keep_best must be empty, loss or perplexity"):
-        config_lib.validate(bad)
+        config_validation.validate(bad)
 
 
 def test_run_directories_of_the_other_task_are_named_as_such(tmp_path):

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_llm import config as config_lib, presets
+from keras_llm import config_validation, presets
 from keras_llm.data import language_model_dataset
 from keras_llm.training.interruption import StopSignals, TrainingInterrupted
 from keras_llm.training.language_model import train_language_model
@@ -302,7 +302,7 @@ def test_nan_recoveries_are_bounded(tiny_shakespeare_dir, tmp_path, monkeypatch)
 def test_bad_recovery_flags_are_rejected(tiny_shakespeare_dir):
     config = _config(tiny_shakespeare_dir, max_nan_recoveries=0, nan_learning_rate_factor=1.5)
     with pytest.raises(ValueError) as error:
-        config_lib.validate(config)
+        config_validation.validate(config)
     assert "--max_nan_recoveries must be >= 1; got 0." in str(error.value)
     assert "--nan_learning_rate_factor must be in (0, 1); got 1.5." in str(error.value)
 
