@@ -11,7 +11,7 @@ tokenizer, `sequence_length=3`, `global_batch_size=2`, evaluation):
 
 import tensorflow as tf
 
-from keras_llm.data.features import PADDING_MASK_KEY, TOKEN_IDS_KEY
+from keras_llm.data.features import PADDING_MASK_KEY, TOKEN_IDS_KEY, model_inputs
 from keras_llm.data.labelled_datasets import file_reader_options, read_dataset, split_validation
 
 
@@ -108,5 +108,4 @@ def example_features(length=4):
     Returns:
         {"token_ids": int32 ones (1, length), "padding_mask": bool True (1, length)}.
     """
-    return {TOKEN_IDS_KEY: tf.ones((1, length), tf.int32),
-            PADDING_MASK_KEY: tf.ones((1, length), tf.bool)}
+    return model_inputs(tf.ones((1, length), tf.int32))

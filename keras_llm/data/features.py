@@ -30,6 +30,14 @@ def model_inputs(token_ids, padding_mask=None):
     return {TOKEN_IDS_KEY: token_ids, PADDING_MASK_KEY: padding_mask}
 
 
+def _contract_error(model_name, received):
+    return ValueError(
+        f"{model_name} expects a dict with keys '{TOKEN_IDS_KEY}' (int32, (batch, seq_len)) and "
+        f"'{PADDING_MASK_KEY}' (bool, (batch, seq_len)); received {received}. "
+        "keras_llm.data.features.model_inputs(token_ids) builds one."
+    )
+
+
 def unpack_inputs(inputs, model_name):
     """Returns `(token_ids, padding_mask)` from a model's input dict.
 
@@ -46,11 +54,7 @@ def unpack_inputs(inputs, model_name):
     """
     if not isinstance(inputs, dict) or not {TOKEN_IDS_KEY, PADDING_MASK_KEY} <= set(inputs):
         received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
-        raise ValueError(
-            f"{model_name} expects a dict with keys '{TOKEN_IDS_KEY}' (int32, (batch, seq_len))"
-            f" and '{PADDING_MASK_KEY}' (bool, (batch, seq_len)); received {received}. "
-            "keras_llm.data.features.model_inputs(token_ids) builds one."
-        )
+        raise _contract_error(model_name, received)
     return inputs[TOKEN_IDS_KEY], ops.cast(inputs[PADDING_MASK_KEY], "bool")
 
 
@@ -61,9 +65,5 @@ def token_ids_shape(input_shape, model_name="The model"):
         ValueError: `input_shape` is not the shape of an input dict (e.g. bare token ids).
     """
     if not isinstance(input_shape, dict) or TOKEN_IDS_KEY not in input_shape:
-        raise ValueError(
-            f"{model_name} expects a dict with keys '{TOKEN_IDS_KEY}' and '{PADDING_MASK_KEY}', "
-            f"each (batch, seq_len); received input shape {input_shape}. "
-            "keras_llm.data.features.model_inputs(token_ids) builds one."
-        )
+        raise _contract_error(model_name, f"input shape {input_shape}")
     return tuple(input_shape[TOKEN_IDS_KEY])

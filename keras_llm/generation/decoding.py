@@ -102,7 +102,6 @@ def generate(model, prompt_ids, max_new_tokens, prompt_lengths=None, temperature
     prompt_lengths = tf.cast(prompt_lengths, tf.int32)
     max_new_tokens = tf.cast(max_new_tokens, tf.int32)
     seed = seed_pair(seed)
-    total = prompt_len + max_new_tokens
     real = tf.range(prompt_len)[None, :] < prompt_lengths[:, None]  # (batch, prompt_len)
     buffer = tf.concat([tf.where(real, prompt_ids, 0),
                         tf.zeros([batch_size, max_new_tokens], tf.int32)], axis=1)

@@ -44,9 +44,6 @@ class GPTLanguageModel(Task):
             raise TypeError(f"backbone must be a GPTBackbone; received {type(backbone).__name__}.")
         self.backbone = backbone
         self.tie_embeddings = bool(tie_embeddings)
-        # The backbone's sizes, for callers (the sampler's crop, the FLOP count).
-        self.vocabulary_size = backbone.vocabulary_size
-        self.sequence_length = backbone.sequence_length
         self.output_projection = None
         if not self.tie_embeddings:
             self.output_projection = keras.layers.Dense(
@@ -75,9 +72,17 @@ class GPTLanguageModel(Task):
         return ops.cast(self.output_projection(hidden), "float32")
 
     @property
+    def vocabulary_size(self):
+        return self.backbone.vocabulary_size
+
+    @property
+    def sequence_length(self):
+        return self.backbone.sequence_length
+
+    @property
     def max_context(self):
         """The most tokens one prediction conditions on: the position table's length."""
-        return self.sequence_length
+        return self.backbone.sequence_length
 
     def prefill(self, token_ids, padding_mask, cache_length):
         """Logits of a right-padded prompt and the key/value cache (see `GPTBackbone.prefill`).

@@ -41,7 +41,6 @@ class LSTMLanguageModel(Task):
             raise ValueError("A language model needs a causal backbone; received an LSTMBackbone "
                              "with bidirectional=True.")
         self.backbone = backbone
-        self.vocabulary_size = backbone.vocabulary_size
         self.output_projection = keras.layers.Dense(
             self.vocabulary_size, dtype=self.dtype_policy, name="output_projection"
         )
@@ -57,6 +56,10 @@ class LSTMLanguageModel(Task):
         return ops.cast(logits, "float32")
 
     max_context = None  # The state carries the whole history: no context window.
+
+    @property
+    def vocabulary_size(self):
+        return self.backbone.vocabulary_size
 
     def prefill(self, token_ids, padding_mask, cache_length=None):
         """Logits of right-padded prompts and the LSTM state after each (`cache_length` unused).
