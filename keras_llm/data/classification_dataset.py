@@ -52,19 +52,27 @@ def _with_validation(splits):
 
 
 def encode_texts(tokenizer, texts, sequence_length):
-    """Tokenizes and truncates texts.
+    """Tokenizes and truncates texts, in the graph (training and exported classifiers share it).
+
+    Worked example, `sequence_length=2`: "A gripping film", "", "dull" -> [[a, gripping], [UNK],
+    [dull]]: each text keeps its first `sequence_length` ids, and a text that tokenizes to
+    nothing gets one [UNK], so every example has a real token.
+
+    Args:
+        tokenizer: a keras_llm tokenizer (`tokenize`, `unk_id`).
+        texts: list of str, or string tensor `(num_texts,)`.
+        sequence_length: int, the most ids kept per text.
 
     Returns:
-        int32 `tf.RaggedTensor` (num_texts, None), at most `sequence_length` ids per row; texts
-        that tokenize to nothing keep one [UNK] so every example has a real token.
+        int32 `tf.RaggedTensor` (num_texts, None), 1 to `sequence_length` ids per row.
     """
-    ids = tokenizer.tokenize(tf.constant(texts, tf.string))[:, :sequence_length]
-    empty = ids.row_lengths() == 0
-    if bool(tf.reduce_any(empty)):
-        filler = tf.ragged.constant([[tokenizer.unk_id]], dtype=ids.dtype)
-        ids = tf.where(empty[:, None], tf.tile(filler, [ids.nrows(), 1]).to_tensor(), ids.to_tensor())
-        ids = tf.RaggedTensor.from_tensor(ids, padding=tokenizer.pad_id)
-    return tf.cast(ids, tf.int32)
+    ids = tf.cast(tokenizer.tokenize(tf.convert_to_tensor(texts, tf.string)), tf.int32)
+    ids = ids[:, :sequence_length]  # (num_texts, <= sequence_length)
+    lengths = tf.maximum(ids.row_lengths(), 1)
+    # Pad with [UNK] and cut every row at its length: an empty row keeps exactly one [UNK].
+    width = tf.cast(tf.reduce_max(tf.concat([lengths, [1]], 0)), tf.int64)
+    dense = ids.to_tensor(default_value=tokenizer.unk_id, shape=tf.stack([ids.nrows(), width]))
+    return tf.RaggedTensor.from_tensor(dense, lengths=lengths)
 
 
 def classification_dataset(ids, labels, global_batch_size, seed=None, start_step=0):

@@ -20,12 +20,13 @@ def test_texts_are_truncated():
     assert ids.to_list() == [[2, 3], [5]]
 
 
-@pytest.mark.xfail(strict=True, reason="Known bug, kept while moving the code: the [UNK] filler "
-                   "is broadcast to the batch's longest row, so an empty text gets [1, 1] here.")
 def test_empty_texts_keep_one_unknown():
     tokenizer = WordPieceTokenizer(VOCABULARY, lower_case=True)
     ids = encode_texts(tokenizer, ["A gripping film", "", "dull"], sequence_length=2)
     assert ids.to_list() == [[2, 3], [1], [5]]
+    # The same in a tf.function, as an exported classifier runs it.
+    encode = tf.function(lambda texts: encode_texts(tokenizer, texts, 2).to_tensor())
+    np.testing.assert_array_equal(encode(tf.constant(["", "dull"])), [[1], [5]])
 
 
 def test_batches_are_padded_to_their_longest_text_with_a_mask():
