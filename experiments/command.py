@@ -125,3 +125,18 @@ def run_job(job):
     except (ValueError, FloatingPointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None, EXIT_FAILURE
+
+
+def export_after_training(export_dir, model_dir, log=print):
+    """`--export_dir` of the training commands: exports the finished run, on the chief only.
+
+    Returns:
+        The new version directory, or None (no --export_dir, or not the chief).
+    """
+    from keras_llm.training.cluster import is_chief_task
+
+    if not export_dir or not is_chief_task():
+        return None
+    from keras_llm.export.exporter import export_run
+
+    return export_run(model_dir, export_dir, log=log)

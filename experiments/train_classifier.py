@@ -13,7 +13,7 @@ field is a flag of the same name. Examples:
 
 from absl import app, flags, logging
 
-from experiments.command import check_flags, run, run_job
+from experiments.command import check_flags, export_after_training, run, run_job
 from experiments.config_flags import define_config_flags, resolve_config
 from keras_llm import config as config_lib, config_validation, presets
 
@@ -21,6 +21,8 @@ flags.DEFINE_string("preset", "lstm_baseline",
                     f"Named preset: {', '.join(sorted(presets.CLASSIFIER_PRESETS))}.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and results go; default "
                     "runs/<preset>_<dataset>.")
+flags.DEFINE_string("export_dir", None, "If set, export the finished run for TF Serving to "
+                    "EXPORT_DIR/<run folder>/<next version>/ (experiments.export; chief only).")
 SECTIONS = define_config_flags(config_lib.ClassifierConfig)
 FLAGS = flags.FLAGS
 
@@ -37,8 +39,10 @@ def main(argv):
     def job():
         # Imported inside run_job, so Ctrl-C during TensorFlow's import exits cleanly.
         from keras_llm.training.classifier import train_classifier
-        return train_classifier(config,
-                                FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.dataset}")
+        model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.dataset}"
+        results = train_classifier(config, model_dir)
+        export_after_training(FLAGS.export_dir, model_dir)
+        return results
 
     results, status = run_job(job)
     if status:

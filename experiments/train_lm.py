@@ -12,7 +12,7 @@ config field is a flag of the same name; `--flagfile` reads them from a file. Ex
 
 from absl import app, flags, logging
 
-from experiments.command import check_flags, run, run_job
+from experiments.command import check_flags, export_after_training, run, run_job
 from experiments.config_flags import define_config_flags, resolve_config
 from keras_llm import config as config_lib, config_validation, presets
 
@@ -20,6 +20,8 @@ flags.DEFINE_string("preset", "shakespeare_char",
                     f"Named preset: {', '.join(sorted(presets.LANGUAGE_MODEL_PRESETS))}.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and results go; default "
                     "runs/<preset>. An existing run there of the same model is resumed.")
+flags.DEFINE_string("export_dir", None, "If set, export the finished run for TF Serving to "
+                    "EXPORT_DIR/<run folder>/<next version>/ (experiments.export; chief only).")
 SECTIONS = define_config_flags(config_lib.LanguageModelConfig)
 FLAGS = flags.FLAGS
 
@@ -36,7 +38,10 @@ def main(argv):
     def job():
         # Imported inside run_job, so Ctrl-C during TensorFlow's import exits cleanly.
         from keras_llm.training.language_model import train_language_model
-        return train_language_model(config, FLAGS.model_dir or f"runs/{FLAGS.preset}")
+        model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}"
+        results = train_language_model(config, model_dir)
+        export_after_training(FLAGS.export_dir, model_dir)
+        return results
 
     results, status = run_job(job)
     if status:

@@ -228,6 +228,32 @@ _RUN_KINDS = {
 }
 
 
+def _read_run_config(model_dir):
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is --model_dir={model_dir} a training run?")
+    with open(path, encoding="utf-8") as file:
+        try:
+            return path, json.load(file)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error}).") from None
+
+
+def load_any_run_config(model_dir):
+    """Reads `model_dir/config.json` as whichever run it holds.
+
+    Returns:
+        A `LanguageModelConfig` or a `ClassifierConfig`.
+
+    Raises:
+        FileNotFoundError: `model_dir/config.json` does not exist.
+        ValueError: it is not valid JSON, or neither kind of config.
+    """
+    path, values = _read_run_config(model_dir)
+    cls = ClassifierConfig if "dataset" in values.get("data", {}) else LanguageModelConfig
+    return from_dict(cls, values, where=path)
+
+
 def load_run_config(model_dir, cls):
     """Reads `model_dir/config.json`, the resolved config a training run saved, as `cls`.
 
@@ -243,14 +269,7 @@ def load_run_config(model_dir, cls):
         ValueError: the directory holds the other kind of run (the message names it and the
             commands that read it), or config.json has fields `cls` does not know.
     """
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is --model_dir={model_dir} a training run?")
-    with open(path, encoding="utf-8") as file:
-        try:
-            values = json.load(file)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error}).") from None
+    path, values = _read_run_config(model_dir)
     try:
         return from_dict(cls, values, where=path)
     except (TypeError, ValueError):

@@ -39,7 +39,7 @@ def _read(buffer, positions):
     return tf.gather(buffer, positions[:, None], batch_dims=1)
 
 
-def _window_logits(model, buffer, ends, max_context):
+def next_token_logits(model, buffer, ends, max_context):
     """Next-token logits of each row, recomputed from its last `max_context` tokens.
 
     Args:
@@ -118,7 +118,7 @@ def generate(model, prompt_ids, max_new_tokens, prompt_lengths=None, temperature
                                            sample)
 
     def recompute(step, buffer, ends):
-        token = sample(_window_logits(model, buffer, ends, max_context), step)
+        token = sample(next_token_logits(model, buffer, ends, max_context), step)
         return step + 1, _write(buffer, ends, token), ends + 1
 
     _, buffer, _ = tf.while_loop(lambda step, buffer, ends: step < max_new_tokens, recompute,

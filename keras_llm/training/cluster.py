@@ -280,3 +280,24 @@ def join_cluster(cluster_resolver, timeout_seconds):
     if timeout_seconds:
         wait_for_workers(tf_config, timeout_seconds)
     return tf_config
+
+
+def is_chief_task(environ=None):
+    """Whether this process is the cluster's chief: what writes a run's outputs (and exports).
+
+    Without `TF_CONFIG` a process trains alone and is its own chief; with it, the chief is the
+    task of type "chief", or worker 0 when the cluster has no chief (MultiWorkerMirroredStrategy's
+    rule).
+
+    Raises:
+        ClusterConfigError: `TF_CONFIG` is set but malformed (`parse_tf_config`).
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return True
+    config = parse_tf_config(text)
+    task = config["task"]
+    if task["type"] == "chief":
+        return True
+    return task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in config["cluster"]
