@@ -62,11 +62,21 @@ def _top_k_filter(logits, top_k):
     return tf.where(logits < kth_largest, tf.constant(-float("inf"), logits.dtype), logits)
 
 
-def _top_p_filter(logits, top_p):
-    """Nucleus filter (Holtzman et al. 2020): keeps the smallest set of most likely tokens whose
-    total probability reaches `top_p`, and sets the other logits to -inf.
+# How far below `top_p` the mass above a token must be for the token to join the nucleus.
+# Probabilities come from float32 logits (relative error ~6e-8 each), so a mass that is top_p
+# exactly, e.g. 0.5 + 0.3 for top_p=0.8, can sum to a hair under it; without the margin that
+# rounding would widen the nucleus by one token.
+NUCLEUS_TOLERANCE = 1e-6
 
-    The most likely token is always kept, so a tiny `top_p` reduces to greedy decoding.
+
+def _top_p_filter(logits, top_p):
+    """Nucleus filter (Holtzman et al. 2020): keeps exactly the smallest set of most likely
+    tokens whose total probability reaches `top_p`, and sets the other logits to -inf.
+
+    Tokens are ranked by a stable sort, so among equal logits the lower id ranks first and ties
+    never widen the set; the probabilities are summed in float64 with `NUCLEUS_TOLERANCE`
+    against float32 rounding. The most likely token is always kept, so a tiny `top_p` reduces
+    to greedy decoding; `top_p >= 1` keeps everything.
 
     Args:
         logits: float32 `(batch, vocabulary_size)`.
@@ -75,18 +85,17 @@ def _top_p_filter(logits, top_p):
     Returns:
         float32 `(batch, vocabulary_size)`.
     """
-    sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")  # (batch, vocabulary_size)
-    sorted_probs = tf.nn.softmax(sorted_logits, axis=-1)
+    order = tf.argsort(logits, axis=-1, direction="DESCENDING", stable=True)  # (batch, vocab)
+    sorted_logits = tf.gather(logits, order, batch_dims=1)  # (batch, vocabulary_size)
+    sorted_probs = tf.nn.softmax(tf.cast(sorted_logits, tf.float64), axis=-1)
     # Probability mass of the tokens ranked strictly above each token.
     mass_above = tf.cumsum(sorted_probs, axis=-1, exclusive=True)  # (batch, vocabulary_size)
-    top_p = tf.cast(top_p, logits.dtype)
-    # top_p >= 1 keeps everything explicitly: rounding can push mass_above to 1.0 for the tail.
-    keep_sorted = tf.logical_or(mass_above < top_p, top_p >= 1.0)  # (batch, vocabulary_size)
-    # The smallest kept logit of each row; at least the first (largest) logit is always kept.
-    kept_logits = tf.where(keep_sorted, sorted_logits, tf.constant(float("inf"), logits.dtype))
-    smallest_kept = tf.reduce_min(kept_logits, axis=-1, keepdims=True)  # (batch, 1)
-    threshold = tf.minimum(smallest_kept, sorted_logits[:, :1])  # (batch, 1)
-    return tf.where(logits < threshold, tf.constant(-float("inf"), logits.dtype), logits)
+    top_p = tf.cast(top_p, tf.float64)
+    rank = tf.range(tf.shape(logits)[-1])[None, :]  # (1, vocabulary_size)
+    keep_sorted = (mass_above < top_p - NUCLEUS_TOLERANCE) | (top_p >= 1.0) | (rank == 0)
+    # Back to vocabulary order: position j of the inverse permutation is token j's rank.
+    keep = tf.gather(keep_sorted, tf.argsort(order, axis=-1, stable=True), batch_dims=1)
+    return tf.where(keep, logits, tf.constant(-float("inf"), logits.dtype))
 
 
 def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, seed=0):

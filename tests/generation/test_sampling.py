@@ -92,3 +92,21 @@ def test_bad_arguments_raise(kwargs, name):
 
 
 # ---------------------------------------------------------------- generate
+
+
+def _nucleus(logits, top_p):
+    from keras_llm.generation.sampling import _top_p_filter
+    return np.isfinite(_top_p_filter(tf.constant(logits, tf.float32), top_p).numpy())
+
+
+def test_nucleus_is_exact_at_a_float32_boundary():
+    # 0.5 + 0.3 reaches top_p=0.8 exactly: the third token must not join through rounding.
+    logits = np.log(np.array([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3]], np.float32))
+    assert _nucleus(logits, 0.8).tolist() == [[True, True, False], [False, True, True]]
+    assert _nucleus(logits, 0.81).tolist() == [[True, True, True], [True, True, True]]
+
+
+def test_nucleus_ties_do_not_widen_the_set():
+    # Four equally likely tokens, top_p=0.5: exactly two (the lower ids), not all four.
+    assert _nucleus(np.zeros((1, 4), np.float32), 0.5).tolist() == [[True, True, False, False]]
+    assert _nucleus(np.zeros((1, 4), np.float32), 1.0).tolist() == [[True] * 4]
