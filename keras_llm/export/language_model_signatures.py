@@ -6,7 +6,8 @@ stock TF Serving model server runs it: tokenization, the key/value-cached decodi
 
     generate(prompt [-1] string, max_new_tokens, temperature, top_k, top_p, seed: scalars)
         -> text [-1] string (the continuation), token_ids [-1, -1] int32 (the new tokens, 0
-           after a row's last), num_generated [-1] int32
+           after a row's last), num_generated [-1] int32 (max_new_tokens, or up to and
+           including the end-of-text token when the vocabulary has one)
     score(text [-1] string)
         -> log_likelihood [-1] float32 (nats), num_tokens [-1] int32, perplexity [-1] float32
     serving_default(token_ids [-1, -1] int32, right-padded with 0)
@@ -16,7 +17,7 @@ stock TF Serving model server runs it: tokenization, the key/value-cached decodi
 import tensorflow as tf
 
 from keras_llm.data.features import model_inputs
-from keras_llm.generation.decoding import generate, next_token_logits
+from keras_llm.generation.decoding import generate, next_token_logits, truncate_at_end_token
 
 # The longest continuation one request may ask for: a bound keeps a request from holding a
 # server thread for hours (raise it here if a deployment needs longer texts).
@@ -41,6 +42,9 @@ class LanguageModelSignatures(tf.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.vocabulary_size = int(tokenizer.vocabulary_size)
+        # keras_llm's character and WordPiece vocabularies have no end-of-text token (None);
+        # a tokenizer that defines `end_id` stops generated rows there.
+        self.end_token_id = getattr(tokenizer, "end_id", None)
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name="prompt"),
@@ -74,10 +78,13 @@ class LanguageModelSignatures(tf.Module):
         # (batch, max_new_tokens): each row's new tokens start at its own prompt length.
         columns = lengths[:, None] + tf.range(max_new_tokens)[None, :]
         new_tokens = tf.gather(buffer, columns, batch_dims=1)
+        num_generated = tf.fill(tf.shape(lengths), max_new_tokens)
+        if self.end_token_id is not None:  # A row stops at the vocabulary's end-of-text token.
+            new_tokens, num_generated = truncate_at_end_token(new_tokens, self.end_token_id)
         return {
             "text": self.tokenizer.detokenize(new_tokens),
             "token_ids": new_tokens,
-            "num_generated": tf.fill(tf.shape(lengths), max_new_tokens),
+            "num_generated": num_generated,
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])

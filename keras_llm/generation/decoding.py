@@ -155,3 +155,20 @@ def _cached_steps(model, buffer, ends, real, max_new_tokens, max_context, sample
 
     step, buffer, ends, _ = tf.while_loop(in_context, decode, (step, buffer, ends, cache))
     return step, buffer, ends
+
+
+def truncate_at_end_token(new_tokens, end_token_id):
+    """Stops each row at its first `end_token_id` (kept): later tokens become 0 (PAD).
+
+    Args:
+        new_tokens: int32 `(batch, max_new_tokens)`, the generated tokens.
+        end_token_id: int or int32 scalar, the vocabulary's end-of-text id.
+
+    Returns:
+        `(tokens, num_generated)`: int32 `(batch, max_new_tokens)` and int32 `(batch,)`, the
+        tokens up to and including the end token (all of them for a row without one).
+    """
+    is_end = tf.cast(tf.equal(new_tokens, end_token_id), tf.int32)
+    # 1 up to and including the first end token, then 0.
+    before_end = tf.cast(tf.cumsum(is_end, axis=1, exclusive=True) == 0, tf.int32)
+    return new_tokens * before_end, tf.reduce_sum(before_end, axis=1)

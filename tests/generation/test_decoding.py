@@ -174,3 +174,11 @@ def test_different_seeds_give_different_continuations():
 def test_negative_max_new_tokens_raises():
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(_gpt(), np.ones((1, 2), "int32"), -1)
+
+
+def test_rows_stop_at_their_first_end_token():
+    from keras_llm.generation.decoding import truncate_at_end_token
+    tokens, counts = truncate_at_end_token(
+        tf.constant([[5, 9, 6, 9], [4, 4, 4, 4], [9, 1, 2, 3]]), 9)
+    assert tokens.numpy().tolist() == [[5, 9, 0, 0], [4, 4, 4, 4], [9, 0, 0, 0]]
+    assert counts.numpy().tolist() == [2, 4, 1]
