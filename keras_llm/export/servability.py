@@ -71,7 +71,7 @@ def check_ops(ops, core_ops, text_ops):
 
 
 def _read_contract_file(version_dir, name, specs, part):
-    """`assets.extra/<name>`: one entry per signature, keyed by the signature's input/output names."""
+    """`assets.extra/<name>`: one entry per signature, keyed by its input (or output) names."""
     path = os.path.join(version_dir, EXTRA_DIR, name)
     if not os.path.isfile(path):
         raise ServabilityError(f"{path} not found: the exporter writes one entry per signature.")
@@ -325,7 +325,7 @@ def check_export(version_dir, model_name=None, manifest_extra=None, log=print):
     write_json(manifest_path, build_manifest(version_dir, manifest_extra))
     warmup_path = os.path.join(extra_dir, serving_requests.WARMUP_FILE)
     serving_requests.write_warmup_requests(warmup_path, [grpc_requests[name] for name in specs])
-    log(f"wrote {manifest_path} and {warmup_path} ({len(specs)} PredictionLog records)")
+    log(f"written: {manifest_path}, {warmup_path} ({len(specs)} PredictionLog records)")
     return {"version_dir": version_dir, "model_name": model_name, "signatures": specs,
             "ops": ops, "tensorflow_text_ops": text_ops, "request_forms": forms,
             "manifest": manifest_path, "warmup_requests": warmup_path}
