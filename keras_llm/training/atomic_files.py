@@ -1,4 +1,4 @@
-"""The one atomic writer for everything a run writes: JSON, text and whole folders.
+"""The one atomic writer for everything a run writes: JSON, text, bytes and whole folders.
 
 A reader (another worker, a resumed run, `experiments.evaluate`) never sees a half-written file:
 each is written to a temporary path in the same folder, then renamed over its name
@@ -7,7 +7,8 @@ each is written to a temporary path in the same folder, then renamed over its na
 before the rename.
 
 Used for config.json, training_data.json, results.json, best/best.json, labels.json and the
-tokenizer folder (and its files); chief-awareness is the caller's (`RunDirectory`).
+tokenizer folder (and its files), and an export's assets.extra files (manifest.json, the
+TFRecord of warm-up requests); chief-awareness is the caller's (`RunDirectory`).
 """
 
 import json
@@ -30,12 +31,12 @@ def _chmod_as_created(path, mode):
     os.chmod(path, mode & ~_UMASK)
 
 
-def write_text(path, text):
-    """Writes `text` (UTF-8, no newline translation) to `path` via a temporary file.
+def write_bytes(path, data):
+    """Writes `data` to `path` via a temporary file in the same folder, then a rename.
 
     Args:
         path: str or path-like; its folder is created if missing.
-        text: str.
+        data: bytes, e.g. a TFRecord file's contents.
 
     Raises:
         OSError: the folder cannot be created or written; no temporary file is left.
@@ -45,14 +46,27 @@ def write_text(path, text):
     os.makedirs(directory, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
         _chmod_as_created(temporary, 0o666)  # mkstemp makes it 0600.
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def write_text(path, text):
+    """Writes `text` (UTF-8, no newline translation) to `path` atomically, as `write_bytes` does.
+
+    Args:
+        path: str or path-like; its folder is created if missing.
+        text: str.
+
+    Raises:
+        OSError: the folder cannot be created or written; no temporary file is left.
+    """
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, value):
