@@ -129,7 +129,10 @@ def export_run(model_dir, export_dir, model_name=None, version=None, check=True,
                           f"another --version (next free: {next_version(model_base)}).")
     module, signatures, examples, info = build_signatures(model_dir)
     os.makedirs(model_base, exist_ok=True)
-    temporary = tempfile.mkdtemp(dir=model_base, prefix=f".tmp-{version}-")
+    # BASE/NAME/.tmp-*/VERSION: a numeric version folder for the check, inside a folder whose
+    # name TF Serving ignores; renamed to BASE/NAME/VERSION once it passed.
+    staging = tempfile.mkdtemp(dir=model_base, prefix=f".tmp-{version}-")
+    temporary = os.path.join(staging, str(version))
     try:
         log(f"Exporting {model_dir} ({info['task']}) to {final} ...")
         tf.saved_model.save(module, temporary, signatures=signatures)
@@ -139,10 +142,8 @@ def export_run(model_dir, export_dir, model_name=None, version=None, check=True,
         if check:
             from keras_llm.export.servability import check_export
             check_export(temporary, model_name=model_name, manifest_extra=info, log=log)
-        os.chmod(temporary, 0o755)  # mkdtemp makes it 0700; a server may run as another user.
         os.replace(temporary, final)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log(f"Exported {final} (signatures: {', '.join(signatures)}).")
     return final

@@ -64,7 +64,7 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exports(runs):
     base = runs / "exports"
-    return {name: export_run(str(runs / name), str(base), log=_quiet, check=False)
+    return {name: export_run(str(runs / name), str(base), log=_quiet)
             for name in ("gpt", "lstm", "sst2", "chinese")}
 
 
