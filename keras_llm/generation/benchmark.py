@@ -108,7 +108,7 @@ def benchmark_keras_hub(model_config, vocabulary_size, prompt_length, new_tokens
     try:
         import keras_hub
     except ImportError:
-        return {"status": "not installed (pip install -e \\".[bench]\\")"}
+        return {"status": "not installed (pip install -e '.[bench]')"}
     total = prompt_length + new_tokens
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=vocabulary_size, num_layers=model_config.num_layers,
@@ -121,7 +121,8 @@ def benchmark_keras_hub(model_config, vocabulary_size, prompt_length, new_tokens
     ids[:, :prompt_length] = np.random.default_rng(batch).integers(1, vocabulary_size,
                                                                   (batch, prompt_length))
     inputs = {"token_ids": ids, "padding_mask": ids != 0}
-    seconds = _median_seconds({"keras_hub": lambda: causal_lm.generate(inputs)}, repeats)
+    seconds = _median_seconds(
+        {"keras_hub": lambda: causal_lm.generate(inputs, stop_token_ids=None)}, repeats)
     tokens_per_second = batch * new_tokens / seconds["keras_hub"]
     return {"status": f"keras-hub {keras_hub.__version__}", "batch": batch,
             "tokens_per_second": tokens_per_second,
