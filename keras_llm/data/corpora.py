@@ -60,7 +60,9 @@ def read_text_file(path, encoding="utf-8", errors="strict"):
         errors: "strict" (raise on undecodable bytes) or "replace" (U+FFFD).
 
     Returns:
-        The decoded text, with a UTF-8 byte-order mark removed.
+        The decoded text, with a UTF-8 byte-order mark removed and Windows ("\\r\\n") and old
+        Mac ("\\r") line ends turned into "\\n", as Python's universal newlines do (a "\\r"
+        would otherwise become a token of its own, and samples would print it).
 
     Raises:
         CorpusError: the file is missing, is a folder, is empty, or (with errors="strict") holds
@@ -85,7 +87,7 @@ def read_text_file(path, encoding="utf-8", errors="strict"):
         ) from None
     except LookupError:
         raise CorpusError(f"--encoding={encoding!r} is not a known text encoding.") from None
-    return text.removeprefix("\ufeff")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def split_text(text, validation_fraction=VALIDATION_FRACTION):

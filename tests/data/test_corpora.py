@@ -71,3 +71,10 @@ def test_offline_tiny_shakespeare_fails_fast_with_instructions(tmp_path, monkeyp
 def test_unknown_corpus_name():
     with pytest.raises(corpora.CorpusError, match=r"--corpus='shakespeare' is neither a known corpus"):
         corpora.load_corpus("shakespeare")
+
+
+def test_windows_and_old_mac_line_ends_become_newlines(tmp_path):
+    from keras_llm.data.corpora import read_text_file
+    path = tmp_path / "crlf.txt"
+    path.write_bytes("\ufeffROMEO:\r\nHi.\rBye.\n".encode("utf-8"))
+    assert read_text_file(path) == "ROMEO:\nHi.\nBye.\n"
