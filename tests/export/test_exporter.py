@@ -44,6 +44,8 @@ def runs(tmp_path_factory):
     lstm = dataclasses.replace(gpt, model=dataclasses.replace(gpt.model, architecture="lstm",
                                                               num_layers=1))
     train_language_model(gpt, str(root / "gpt"), log=_quiet)
+    mirrored = dataclasses.replace(gpt, train=dataclasses.replace(gpt.train, strategy="mirrored"))
+    train_language_model(mirrored, str(root / "gpt_mirrored"), log=_quiet)
     train_language_model(lstm, str(root / "lstm"), log=_quiet)
     (root / "sst2_data").mkdir()
     sst2 = _files_config(root / "sst2_data", "lstm_baseline", epochs=1, warmup_steps=1)
@@ -65,7 +67,7 @@ def runs(tmp_path_factory):
 def exports(runs):
     base = runs / "exports"
     return {name: export_run(str(runs / name), str(base), log=_quiet)
-            for name in ("gpt", "lstm", "sst2", "chinese")}
+            for name in ("gpt", "gpt_mirrored", "lstm", "sst2", "chinese")}
 
 
 def _load(path):
@@ -213,3 +215,11 @@ def test_classifier_rejects_out_of_range_ids(exports):
     with pytest.raises(tf.errors.InvalidArgumentError, match="token_ids"):
         _load(exports["sst2"]).signatures["classify_token_ids"](
             token_ids=tf.constant([[10**6]]), padding_mask=tf.constant([[True]]))
+
+
+def test_an_export_of_a_mirrored_run_equals_one_of_a_single_device_run(exports):
+    ids = tf.constant(_random_ids(3, 20, 60, seed=1))
+    single = _load(exports["gpt"]).signatures["serving_default"](token_ids=ids)
+    mirrored = _load(exports["gpt_mirrored"]).signatures["serving_default"](token_ids=ids)
+    np.testing.assert_allclose(mirrored["log_probabilities"], single["log_probabilities"],
+                               atol=1e-5)
