@@ -1,4 +1,4 @@
-r"""Checks that stock TF Serving can load and serve an export, and writes its manifest. Examples:
+r"""Checks that stock TF Serving can load and serve an export (read-only). Examples:
 
     python -m experiments.check_export exports/gpt_shakespeare/1
     python -m experiments.check_export exports/sst2/3 --model_name=sentiment
@@ -7,11 +7,11 @@ EXPORT_VERSION_DIR is TF Serving's BASE/NAME/VERSION folder. The checks: only op
 TensorFlow and tensorflow-text, none Xla*; a load in a fresh process without Keras; every
 signature's example request (assets.extra/example_requests.json) answered as
 assets.extra/expected_outputs.json says, over gRPC and REST; saved_model_cli lists every
-signature. Then assets.extra/manifest.json and assets.extra/tf_serving_warmup_requests are
-written. Prints one line per check and the report as JSON; exits 0 when servable, else 1.
+signature; assets.extra/manifest.json and assets.extra/tf_serving_warmup_requests (written by
+experiments.export) are present. Nothing is written: a served version is never changed. Prints
+one line per check and a last "servable: ..." line; exits 0 when servable, else 1.
 """
 
-import json
 import os
 import sys
 
@@ -41,11 +41,11 @@ def main(argv):
     from keras_llm.export.servability import ServabilityError, check_export
 
     try:
-        report = check_export(version_dir, model_name=FLAGS.model_name)
+        report = check_export(version_dir, model_name=FLAGS.model_name, write_files=False)
     except ServabilityError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    print(json.dumps(report, indent=2, sort_keys=True))
+    print(f"servable: {report['version_dir']} ({', '.join(sorted(report['signatures']))})")
     return 0
 
 

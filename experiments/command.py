@@ -127,6 +127,21 @@ def run_job(job):
         return None, EXIT_FAILURE
 
 
+def check_export_dir(export_dir):
+    """Fails on an `--export_dir` that cannot be exported to (empty, or an existing file), so a
+    training command refuses it before training rather than after.
+
+    Raises:
+        ValueError: naming the flag and what was wrong.
+    """
+    if export_dir is None:
+        return
+    if not export_dir:
+        raise ValueError("--export_dir must name a folder; it is empty.")
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise ValueError(f"--export_dir={export_dir} is a file, not a folder.")
+
+
 def export_after_training(export_dir, model_dir, log=print):
     """`--export_dir` of the training commands: exports the finished run, on the chief only.
 

@@ -11,12 +11,11 @@ Every export is checked for a stock TF Serving server (`experiments.check_export
 version folder appears.
 """
 
-import os
 import sys
 
 from absl import app, flags, logging
 
-from experiments.command import check_flags, run
+from experiments.command import check_export_dir, check_flags, run
 from keras_llm import config as config_lib
 
 flags.DEFINE_string("model_dir", None, "A training run directory (language model or classifier).",
@@ -31,8 +30,7 @@ FLAGS = flags.FLAGS
 
 def _check_run():
     config_lib.load_any_run_config(FLAGS.model_dir)
-    if os.path.exists(FLAGS.export_dir) and not os.path.isdir(FLAGS.export_dir):
-        raise ValueError(f"--export_dir={FLAGS.export_dir} is a file, not a folder.")
+    check_export_dir(FLAGS.export_dir)
 
 
 def main(argv):

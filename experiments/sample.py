@@ -6,6 +6,7 @@ r"""Prints text generated from the latest checkpoint of a language-model run. Ex
     python -m experiments.sample --model_dir=runs/shakespeare_char --top_p=0.9 --num_samples=3
 """
 
+import math
 import sys
 
 from absl import app, flags, logging
@@ -18,6 +19,8 @@ flags.DEFINE_string("model_dir", None, "A language-model run directory (holds co
 flags.DEFINE_string("prompt", "\n", "Text to continue.")
 flags.DEFINE_integer("max_new_tokens", 500, "Tokens to generate.", lower_bound=0)
 flags.DEFINE_float("temperature", 1.0, "Softmax temperature; 0 = greedy.", lower_bound=0.0)
+flags.register_validator("temperature", math.isfinite,
+                         message="--temperature must be a finite number >= 0 (0 means greedy).")
 flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens only.", lower_bound=1)
 flags.DEFINE_float("top_p", None, "Nucleus sampling: smallest set of tokens with this total "
                    "probability (Holtzman et al. 2020), in (0, 1].", upper_bound=1.0)

@@ -13,7 +13,8 @@ field is a flag of the same name. Examples:
 
 from absl import app, flags, logging
 
-from experiments.command import check_flags, export_after_training, run, run_job
+from experiments.command import (check_export_dir, check_flags, export_after_training, run,
+                                 run_job)
 from experiments.config_flags import define_config_flags, resolve_config
 from keras_llm import config as config_lib, config_validation, presets
 
@@ -31,8 +32,13 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    config, status = check_flags(lambda: resolve_config(
-        presets.classifier_config(FLAGS.preset), SECTIONS, config_validation.validate_classifier))
+
+    def checked_config():  # Before TensorFlow loads.
+        check_export_dir(FLAGS.export_dir)
+        return resolve_config(presets.classifier_config(FLAGS.preset), SECTIONS,
+                              config_validation.validate_classifier)
+
+    config, status = check_flags(checked_config)
     if status:
         return status
 

@@ -12,7 +12,8 @@ config field is a flag of the same name; `--flagfile` reads them from a file. Ex
 
 from absl import app, flags, logging
 
-from experiments.command import check_flags, export_after_training, run, run_job
+from experiments.command import (check_export_dir, check_flags, export_after_training, run,
+                                 run_job)
 from experiments.config_flags import define_config_flags, resolve_config
 from keras_llm import config as config_lib, config_validation, presets
 
@@ -30,8 +31,13 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Progress lines are printed; absl INFO is noise.
-    config, status = check_flags(lambda: resolve_config(
-        presets.language_model_config(FLAGS.preset), SECTIONS, config_validation.validate))
+
+    def checked_config():  # Before TensorFlow loads.
+        check_export_dir(FLAGS.export_dir)
+        return resolve_config(
+            presets.language_model_config(FLAGS.preset), SECTIONS, config_validation.validate)
+
+    config, status = check_flags(checked_config)
     if status:
         return status
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_llm.data.classification_dataset import encode_texts
 from keras_llm.data.features import model_inputs
+from keras_llm.export.request_checks import check, checked
 
 
 class ClassifierSignatures(tf.Module):
@@ -48,6 +49,8 @@ class ClassifierSignatures(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serving_default(self, text):
         """Classifies raw texts, tokenized and truncated exactly as in training."""
+        (text,) = checked([check(tf.size(text) >= 1,
+                                   "text: the batch is empty; send at least one text")], text)
         ids = encode_texts(self.tokenizer, text, self.sequence_length)
         token_ids = ids.to_tensor()  # (batch, <= sequence_length), right-padded with 0
         return self._predict(model_inputs(token_ids, token_ids != 0))
@@ -56,8 +59,17 @@ class ClassifierSignatures(tf.Module):
                                   tf.TensorSpec([None, None], tf.bool, name="padding_mask")])
     def classify_token_ids(self, token_ids, padding_mask):
         """Classifies already tokenized texts (at most sequence_length ids, right-padded)."""
-        checks = [tf.debugging.Assert(tf.reduce_all(tf.logical_and(
-            token_ids >= 0, token_ids < int(self.tokenizer.vocabulary_size))),
-            [f"token_ids must be in [0, {int(self.tokenizer.vocabulary_size)})"])]
-        with tf.control_dependencies(checks):
-            return self._predict(model_inputs(token_ids, padding_mask))
+        real = tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1)  # (batch,)
+        vocabulary_size = int(self.tokenizer.vocabulary_size)
+        token_ids, padding_mask = checked([
+            check(tf.reduce_all(tf.equal(tf.shape(token_ids), tf.shape(padding_mask))),
+                   "token_ids and padding_mask must have the same shape"),
+            check(tf.shape(token_ids)[0] >= 1, "token_ids: the batch is empty"),
+            check(tf.shape(token_ids)[1] <= self.sequence_length,
+                   f"token_ids: at most sequence_length={self.sequence_length} ids per row"),
+            check(tf.reduce_all(real >= 1),
+                   "padding_mask: every row needs at least one real token"),
+            check(tf.reduce_all(tf.logical_and(token_ids >= 0, token_ids < vocabulary_size)),
+                   f"token_ids must be in [0, {vocabulary_size})"),
+        ], token_ids, padding_mask)
+        return self._predict(model_inputs(token_ids, padding_mask))

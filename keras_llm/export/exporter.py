@@ -13,7 +13,7 @@ final one, checked (`keras_llm.export.servability.check_export`), then renamed i
 server polling `BASE/NAME` never sees a half-written version.
 """
 
-import json
+import hashlib
 import os
 import re
 import shutil
@@ -71,6 +71,15 @@ def _expected_outputs(module, examples, signatures):
     return outputs
 
 
+def _vocabulary_sha256(tokenizer_dir):
+    """sha256 of each file of the run's saved tokenizer (the vocabulary the graph holds)."""
+    digests = {}
+    for name in sorted(os.listdir(tokenizer_dir)):
+        with open(os.path.join(tokenizer_dir, name), "rb") as file:
+            digests[name] = hashlib.sha256(file.read()).hexdigest()
+    return digests
+
+
 def build_signatures(model_dir):
     """Loads a run and returns `(module, signatures, examples, info)` for `tf.saved_model.save`.
 
@@ -92,7 +101,8 @@ def build_signatures(model_dir):
     module.model_variables = list(model.variables)
     signatures = {name: getattr(module, name).get_concrete_function() for name in names}
     info.update({"run": os.path.abspath(model_dir), "preset": config.preset,
-                 "architecture": config.model.architecture})
+                 "architecture": config.model.architecture,
+                 "vocabulary_sha256": _vocabulary_sha256(os.path.join(model_dir, "tokenizer"))})
     return module, signatures, examples, info
 
 
@@ -115,9 +125,14 @@ def export_run(model_dir, export_dir, model_name=None, version=None, check=True,
             folder name.
         ServabilityError: the export failed the servability check (nothing is left behind).
     """
+    if not export_dir:
+        raise ExportError("--export_dir must name a folder; it is empty.")
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise ExportError(f"--export_dir={export_dir} is a file, not a folder.")
     model_name = model_name or os.path.basename(os.path.normpath(model_dir))
     if not re.fullmatch(r"[A-Za-z0-9._-]+", model_name) or model_name in (".", ".."):
-        raise ExportError(f"--model_name={model_name!r}: expected letters, digits, '.', '_' or '-'.")
+        raise ExportError(f"--model_name={model_name!r}: expected a folder name of letters, "
+                          "digits, '.', '_' or '-' (not '.' or '..').")
     model_base = os.path.join(export_dir, model_name)
     if version is None:
         version = next_version(model_base)
@@ -128,7 +143,11 @@ def export_run(model_dir, export_dir, model_name=None, version=None, check=True,
         raise ExportError(f"{final} already exists; TF Serving versions are immutable. Use "
                           f"another --version (next free: {next_version(model_base)}).")
     module, signatures, examples, info = build_signatures(model_dir)
-    os.makedirs(model_base, exist_ok=True)
+    try:
+        os.makedirs(model_base, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"--export_dir={export_dir}: cannot create {model_base} "
+                          f"({error.strerror}).") from None
     # BASE/NAME/.tmp-*/VERSION: a numeric version folder for the check, inside a folder whose
     # name TF Serving ignores; renamed to BASE/NAME/VERSION once it passed.
     staging = tempfile.mkdtemp(dir=model_base, prefix=f".tmp-{version}-")
@@ -142,7 +161,11 @@ def export_run(model_dir, export_dir, model_name=None, version=None, check=True,
         if check:
             from keras_llm.export.servability import check_export
             check_export(temporary, model_name=model_name, manifest_extra=info, log=log)
-        os.replace(temporary, final)
+        try:
+            os.replace(temporary, final)
+        except OSError:
+            raise ExportError(f"{final} appeared while this export ran (another export took "
+                              f"version {version}); rerun to take the next one.") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"Exported {final} (signatures: {', '.join(signatures)}).")

@@ -10,6 +10,7 @@ stock TF Serving model server runs it: tokenization, the key/value-cached decodi
            including the end-of-text token when the vocabulary has one)
     score(text [-1] string)
         -> log_likelihood [-1] float32 (nats), num_tokens [-1] int32, perplexity [-1] float32
+           (texts of fewer than two tokens are rejected: nothing in them is predicted)
     serving_default(token_ids [-1, -1] int32, right-padded with 0)
         -> log_probabilities [-1, vocabulary_size] float32 of the token after each row's last
 """
@@ -17,16 +18,15 @@ stock TF Serving model server runs it: tokenization, the key/value-cached decodi
 import tensorflow as tf
 
 from keras_llm.data.features import model_inputs
+from keras_llm.export.request_checks import check, checked
 from keras_llm.generation.decoding import generate, next_token_logits, truncate_at_end_token
 
-# The longest continuation one request may ask for: a bound keeps a request from holding a
-# server thread for hours (raise it here if a deployment needs longer texts).
+# Bounds on one request, so that no request holds a server thread (or its memory) for long:
+# at most this many new tokens per prompt, and at most MAX_NEW_TOKENS_PER_BATCH over the batch
+# (about a minute of decoding for the shakespeare_char GPT on 2 CPU cores). Raise them here if a
+# deployment needs longer texts.
 MAX_NEW_TOKENS_PER_REQUEST = 4096
-
-
-def _check(condition, message):
-    """An InvalidArgument (what TF Serving returns to the client) naming the input at fault."""
-    return tf.debugging.Assert(condition, [message])
+MAX_NEW_TOKENS_PER_BATCH = 32768
 
 
 class LanguageModelSignatures(tf.Module):
@@ -57,24 +57,33 @@ class LanguageModelSignatures(tf.Module):
     def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
         """Continues each prompt. Greedy when `temperature` is 0; `top_k` <= 0 or >= the
         vocabulary means no top-k filter; `top_p` in (0, 1]; the same seed gives the same text."""
-        ids = tf.cast(self.tokenizer.tokenize(prompt), tf.int32)  # ragged (batch, None)
-        lengths = tf.cast(ids.row_lengths(), tf.int32)  # (batch,)
+        batch_size = tf.size(prompt)
         checks = [
-            _check(tf.logical_and(max_new_tokens >= 0,
+            check(batch_size >= 1, "prompt: the batch is empty; send at least one prompt"),
+            check(tf.logical_and(max_new_tokens >= 0,
                                   max_new_tokens <= MAX_NEW_TOKENS_PER_REQUEST),
                    f"max_new_tokens must be in [0, {MAX_NEW_TOKENS_PER_REQUEST}]"),
-            _check(tf.logical_and(tf.math.is_finite(temperature), temperature >= 0.0),
+            check(tf.cast(batch_size, tf.int64) * tf.cast(max_new_tokens, tf.int64)
+                   <= MAX_NEW_TOKENS_PER_BATCH,
+                   f"max_new_tokens times the number of prompts must be at most "
+                   f"{MAX_NEW_TOKENS_PER_BATCH}; split the batch"),
+            check(tf.logical_and(tf.math.is_finite(temperature), temperature >= 0.0),
                    "temperature must be a finite number >= 0 (0 means greedy)"),
-            _check(tf.logical_and(top_p > 0.0, top_p <= 1.0),
+            check(tf.logical_and(top_p > 0.0, top_p <= 1.0),
                    "top_p must be in (0, 1] (1 means no nucleus filter)"),
-            _check(tf.reduce_all(lengths >= 1), "prompt: every prompt needs at least one token"),
         ]
-        with tf.control_dependencies(checks):
-            vocabulary = tf.constant(self.vocabulary_size)
-            top_k = tf.where(tf.logical_or(top_k <= 0, top_k >= vocabulary), vocabulary, top_k)
-            buffer = generate(self.model, ids.to_tensor(), max_new_tokens, prompt_lengths=lengths,
-                              temperature=temperature, top_k=top_k, top_p=top_p,
-                              seed=tf.stack([seed, 0]), use_cache=True)
+        prompt, max_new_tokens, temperature, top_p = checked(
+            checks, prompt, max_new_tokens, temperature, top_p)
+        ids = tf.cast(self.tokenizer.tokenize(prompt), tf.int32)  # ragged (batch, None)
+        lengths = tf.cast(ids.row_lengths(), tf.int32)  # (batch,)
+        (lengths,) = checked(
+            [check(tf.reduce_all(lengths >= 1), "prompt: every prompt needs at least one token")],
+            lengths)
+        vocabulary = tf.constant(self.vocabulary_size)
+        top_k = tf.where(tf.logical_or(top_k <= 0, top_k >= vocabulary), vocabulary, top_k)
+        buffer = generate(self.model, ids.to_tensor(), max_new_tokens, prompt_lengths=lengths,
+                          temperature=temperature, top_k=top_k, top_p=top_p,
+                          seed=tf.stack([seed, 0]), use_cache=True)
         # (batch, max_new_tokens): each row's new tokens start at its own prompt length.
         columns = lengths[:, None] + tf.range(max_new_tokens)[None, :]
         new_tokens = tf.gather(buffer, columns, batch_dims=1)
@@ -93,6 +102,11 @@ class LanguageModelSignatures(tf.Module):
         non-overlapping windows of the model's context (one window for an LSTM)."""
         ids = tf.cast(self.tokenizer.tokenize(text), tf.int32)
         lengths = tf.cast(ids.row_lengths(), tf.int32)  # (batch,)
+        (lengths,) = checked([
+            check(tf.size(text) >= 1, "text: the batch is empty; send at least one text"),
+            check(tf.reduce_all(lengths >= 2),
+                   "text: every text needs at least two tokens (the first is only context)"),
+        ], lengths)
         longest = tf.maximum(tf.reduce_max(tf.concat([lengths, [2]], 0)), 2)
         context = self.model.max_context
         window = longest - 1 if context is None else tf.constant(context)
@@ -118,12 +132,12 @@ class LanguageModelSignatures(tf.Module):
     def serving_default(self, token_ids):
         """Log-probabilities of the next token after each row's ids (right-padded with 0)."""
         ends = tf.reduce_sum(tf.cast(token_ids != 0, tf.int32), axis=1)  # (batch,)
-        checks = [
-            _check(tf.reduce_all(ends >= 1), "token_ids: every row needs at least one token"),
-            _check(tf.reduce_all(tf.logical_and(token_ids >= 0,
+        token_ids, ends = checked([
+            check(tf.size(ends) >= 1, "token_ids: the batch is empty; send at least one row"),
+            check(tf.reduce_all(ends >= 1), "token_ids: every row needs at least one token"),
+            check(tf.reduce_all(tf.logical_and(token_ids >= 0,
                                                 token_ids < self.vocabulary_size)),
                    f"token_ids must be in [0, {self.vocabulary_size})"),
-        ]
-        with tf.control_dependencies(checks):
-            logits = next_token_logits(self.model, token_ids, ends, self.model.max_context)
+        ], token_ids, ends)
+        logits = next_token_logits(self.model, token_ids, ends, self.model.max_context)
         return {"log_probabilities": tf.nn.log_softmax(logits, axis=-1)}

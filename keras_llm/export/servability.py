@@ -243,14 +243,19 @@ def _model_name(version_dir):
     return os.path.basename(os.path.dirname(version_dir))
 
 
-def check_export(version_dir, model_name=None, manifest_extra=None, log=print):
+def check_export(version_dir, model_name=None, manifest_extra=None, write_files=True, log=print):
     """Checks that stock TF Serving can load and serve the export, then writes its manifest and
     warm-up requests into `version_dir/assets.extra/` (see the module docstring for the checks).
+
+    The exporter calls it with `write_files=True` on the staged version; checking a published
+    version again (`experiments.check_export`) passes `write_files=False`, which only reads:
+    a version TF Serving may be serving is never rewritten.
 
     Args:
         version_dir: str, the export's version folder, BASE/NAME/VERSION.
         model_name: str, the `model_spec.name` of the requests; default: NAME.
         manifest_extra: optional dict merged into manifest.json (e.g. run directory and step).
+        write_files: write manifest.json and the warm-up records; False requires them present.
         log: `str -> None`, called with one line per check.
 
     Returns:
@@ -293,8 +298,8 @@ def check_export(version_dir, model_name=None, manifest_extra=None, log=print):
         ops = serving_requests.graph_ops(version_dir)
         check_ops(ops, served["core_ops"], served["text_ops"])
         text_ops = sorted(set(ops) & set(served["text_ops"]))
-        log(f"ops: {len(ops)} op types, all registered by core TensorFlow or tensorflow-text "
-            f"(of which {text_ops or 'none'}), no Xla* op")
+        log(f"ops: {len(ops)} op types, all registered by core TensorFlow or tensorflow-text, "
+            f"no Xla* op; tensorflow-text ops used: {', '.join(text_ops) or 'none'}")
         if served["python_modules"]:
             raise ServabilityError(f"The fresh serving process imported {served['python_modules']}"
                                    f"; it must load the export with TensorFlow alone.")
@@ -306,8 +311,9 @@ def check_export(version_dir, model_name=None, manifest_extra=None, log=print):
         check_answers(served["answers"], expected, specs)
         forms = {signature: sorted(answers) for signature, answers in served["answers"].items()}
         no_rows = [signature for signature, names in forms.items() if "rest_row" not in names]
-        log(f"answers: every signature as expected over gRPC and REST columnar; REST row too, "
-            f"except {no_rows or 'none'} (scalar inputs or no shared batch dimension)")
+        row_note = (f"REST row for all but {', '.join(no_rows)} (scalar inputs or no shared "
+                    f"batch dimension)" if no_rows else "REST row for all")
+        log(f"answers: every signature as expected over gRPC, REST columnar and {row_note}")
         stdout, stderr = cli.communicate(timeout=600)
     finally:
         if cli.poll() is None:
@@ -322,10 +328,18 @@ def check_export(version_dir, model_name=None, manifest_extra=None, log=print):
 
     extra_dir = os.path.join(version_dir, EXTRA_DIR)
     manifest_path = os.path.join(extra_dir, "manifest.json")
-    write_json(manifest_path, build_manifest(version_dir, manifest_extra))
     warmup_path = os.path.join(extra_dir, serving_requests.WARMUP_FILE)
-    serving_requests.write_warmup_requests(warmup_path, [grpc_requests[name] for name in specs])
-    log(f"written: {manifest_path}, {warmup_path} ({len(specs)} PredictionLog records)")
+    files = f"{EXTRA_DIR}/manifest.json, {EXTRA_DIR}/{serving_requests.WARMUP_FILE}"
+    if write_files:
+        write_json(manifest_path, build_manifest(version_dir, manifest_extra))
+        serving_requests.write_warmup_requests(warmup_path, [grpc_requests[name] for name in specs])
+        log(f"written: {files} ({len(specs)} PredictionLog records)")
+    else:
+        missing = [path for path in (manifest_path, warmup_path) if not os.path.isfile(path)]
+        if missing:
+            raise ServabilityError(f"{', '.join(missing)} missing: export with experiments.export, "
+                                   "which writes them.")
+        log(f"present: {files}")
     return {"version_dir": version_dir, "model_name": model_name, "signatures": specs,
             "ops": ops, "tensorflow_text_ops": text_ops, "request_forms": forms,
             "manifest": manifest_path, "warmup_requests": warmup_path}
