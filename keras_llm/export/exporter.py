@@ -33,7 +33,7 @@ from keras_llm.training.atomic_files import write_json
 LANGUAGE_MODEL_EXAMPLES = {
     "generate": {"prompt": ["ROMEO:", "To be, or not"], "max_new_tokens": 8, "temperature": 0.0,
                  "top_k": 0, "top_p": 1.0, "seed": 0},
-    "score": {"text": ["To be, or not to be, that is the question.", "春"]},
+    "score": {"text": ["To be, or not to be, that is the question.", "春眠不觉晓"]},
     "serving_default": {"token_ids": [[3, 4, 5], [6, 0, 0]]},
 }
 CLASSIFIER_EXAMPLES = {

@@ -173,6 +173,8 @@ def test_invalid_utf8_and_zero_new_tokens(exports):
 
 @pytest.mark.parametrize("inputs, message", [
     (dict(prompt=[""]), "prompt"),
+    (dict(prompt=tf.constant([], tf.string)), "batch is empty"),
+    (dict(prompt=["a"] * 9, max_new_tokens=4096), "split the batch"),
     (dict(max_new_tokens=-1), "max_new_tokens"),
     (dict(max_new_tokens=1_000_000), "max_new_tokens"),
     (dict(temperature=-1.0), "temperature"),
@@ -211,10 +213,38 @@ def test_classifier_serves_raw_text_as_trained(runs, exports, name):
     np.testing.assert_allclose(by_ids["probabilities"], out["probabilities"], atol=1e-6)
 
 
-def test_classifier_rejects_out_of_range_ids(exports):
-    with pytest.raises(tf.errors.InvalidArgumentError, match="token_ids"):
+@pytest.mark.parametrize("token_ids, padding_mask, message", [
+    ([[10**6]], [[True]], "token_ids must be in"),
+    ([[5, 6, 7]], [[True, True]], "same shape"),
+    ([[5, 6]], [[False, False]], "at least one real token"),
+    ([[5] * 49], [[True] * 49], "sequence_length=48"),
+    (np.zeros((0, 3), "int32"), np.zeros((0, 3), bool), "batch is empty"),
+])
+def test_classifier_rejects_bad_token_ids(exports, token_ids, padding_mask, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         _load(exports["sst2"]).signatures["classify_token_ids"](
-            token_ids=tf.constant([[10**6]]), padding_mask=tf.constant([[True]]))
+            token_ids=tf.constant(token_ids, tf.int32),
+            padding_mask=tf.constant(padding_mask, tf.bool))
+
+
+def test_rejected_requests_allocate_nothing_first(exports):
+    # A huge max_new_tokens is refused before any buffer sized by it exists: at once.
+    import time
+    generate_fn = _load(exports["gpt"]).signatures["generate"]
+    start = time.perf_counter()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_new_tokens"):
+        generate_fn(prompt=tf.constant(["ROMEO:"]), max_new_tokens=tf.constant(2**31 - 1),
+                    temperature=tf.constant(0.0), top_k=tf.constant(0), top_p=tf.constant(1.0),
+                    seed=tf.constant(0))
+    assert time.perf_counter() - start < 2.0  # It took 22 s and 9 GB before the fix.
+
+
+def test_score_and_next_token_refuse_what_they_cannot_answer(exports):
+    signatures = _load(exports["gpt"]).signatures
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least two tokens"):
+        signatures["score"](text=tf.constant(["ROMEO:", "a"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="batch is empty"):
+        signatures["serving_default"](token_ids=tf.zeros((0, 3), tf.int32))
 
 
 def test_an_export_of_a_mirrored_run_equals_one_of_a_single_device_run(exports):
