@@ -7,8 +7,8 @@ r"""Evaluates a trained classifier on any labelled file. Examples:
 
 The file is read as the run's training files were (an `sst2` run reads SST-2-style TSV, a
 `--dataset=files` run its own columns and header); the reader flags below override that.
-Prints accuracy, precision, recall, F1 and the confusion matrix; `--output` also writes them as
-JSON.
+Prints accuracy, precision, recall, F1 and the confusion matrix, and writes them as JSON into
+the run (MODEL_DIR/evaluations/<data file name>.json) or to `--output`.
 """
 
 import os
@@ -33,7 +33,8 @@ flags.DEFINE_enum("errors", None, ["strict", "replace"],
                   "Undecodable bytes: fail (strict) or replace." + _AS_TRAINED)
 flags.DEFINE_boolean("skip_bad_rows", False, "Skip (and count) malformed rows.")
 flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.", lower_bound=1)
-flags.DEFINE_string("output", None, "Also write the metrics to this JSON file.")
+flags.DEFINE_string("output", None, "Where to write the metrics as JSON; default: "
+                    "MODEL_DIR/evaluations/<data file name>.json.")
 FLAGS = flags.FLAGS
 
 
@@ -76,9 +77,16 @@ def main(argv):
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(table)
-    if FLAGS.output:
-        write_json(FLAGS.output, report)
+    output = FLAGS.output or default_output(FLAGS.model_dir, FLAGS.data)
+    write_json(output, report)
+    print(f"metrics written to {output}")
     return 0
+
+
+def default_output(model_dir, data):
+    """MODEL_DIR/evaluations/<data file name without suffix>.json: the run keeps its scores."""
+    name = os.path.splitext(os.path.basename(data))[0] or "data"
+    return os.path.join(model_dir, "evaluations", f"{name}.json")
 
 
 if __name__ == "__main__":

@@ -91,11 +91,15 @@ class LabelVocabulary:
         ids = np.empty(len(data.labels), dtype=np.int32)
         for index, label in enumerate(data.labels):
             if label not in self._ids:
+                line = data.lines[index] if data.lines else None
+                # A header row read as data: its label cell is the column's name.
+                looks_like_header = line == 1 and _as_number(label) is None and label.isidentifier()
+                header_hint = " Line 1 looks like a header: pass --header=true." \
+                    if looks_like_header else ""
                 raise DataError(
                     f"{data.location(index)}: unseen label: {label!r} never occurs in the "
                     f"training data; expected one of {self.names} (fix the label, or "
-                    f"{SKIP_HINT})", path=data.path,
-                    line=data.lines[index] if data.lines else None)
+                    f"{SKIP_HINT}).{header_hint}", path=data.path, line=line)
             ids[index] = self._ids[label]
         return ids
 

@@ -83,3 +83,14 @@ def test_invalid_names():
         LabelVocabulary.from_labels(["1", "1"])
     with pytest.raises(ValueError, match="at least 2 distinct"):
         LabelVocabulary(["a", "a", "b"])
+
+
+def test_a_header_read_as_data_suggests_header_true(tmp_path):
+    from keras_llm.data.labelled_files import read_labelled_file
+    path = tmp_path / "reviews.tsv"
+    path.write_text("label\ttext_a\n1\tgood\n0\tbad\n", encoding="utf-8")
+    data = read_labelled_file(str(path), text_column=1, label_column=0, header=False)
+    with pytest.raises(DataError, match=r"line 1: unseen label: 'label'.*pass --header=true"):
+        LabelVocabulary(["0", "1"]).encode(data)
+    rows = read_labelled_file(str(path), text_column=1, label_column=0, header=True)
+    assert LabelVocabulary(["0", "1"]).encode(rows).tolist() == [1, 0]
