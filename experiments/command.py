@@ -128,8 +128,9 @@ def run_job(job):
 
 
 def check_export_dir(export_dir):
-    """Fails on an `--export_dir` that cannot be exported to (empty, or an existing file), so a
-    training command refuses it before training rather than after.
+    """Fails on an `--export_dir` that cannot be exported to (empty, an existing file, or a
+    folder that cannot be created, which it creates), so a training command refuses it before
+    training rather than after.
 
     Raises:
         ValueError: naming the flag and what was wrong.
@@ -140,6 +141,11 @@ def check_export_dir(export_dir):
         raise ValueError("--export_dir must name a folder; it is empty.")
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise ValueError(f"--export_dir={export_dir} is a file, not a folder.")
+    try:  # Creating it now (empty) proves it can be, before hours of training.
+        os.makedirs(export_dir, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--export_dir={export_dir}: cannot create it ({error.strerror}).") \
+            from None
 
 
 def export_after_training(export_dir, model_dir, log=print):

@@ -69,6 +69,13 @@ class ClassifierSignatures(tf.Module):
                    f"token_ids: at most sequence_length={self.sequence_length} ids per row"),
             check(tf.reduce_all(real >= 1),
                    "padding_mask: every row needs at least one real token"),
+            # As training's batches: PAD id 0 exactly where the mask is False, on the right.
+            check(tf.reduce_all(tf.equal(padding_mask, token_ids != 0)),
+                  "padding_mask must be True exactly where token_ids are not 0 (the PAD id)"),
+            # A False followed by a True: padding before a real token.
+            check(tf.logical_not(tf.reduce_any(tf.logical_and(
+                tf.logical_not(padding_mask[:, :-1]), padding_mask[:, 1:]))),
+                  "token_ids must be right-padded: real tokens first, then 0s"),
             check(tf.reduce_all(tf.logical_and(token_ids >= 0, token_ids < vocabulary_size)),
                    f"token_ids must be in [0, {vocabulary_size})"),
         ], token_ids, padding_mask)

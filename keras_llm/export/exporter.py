@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -106,6 +107,19 @@ def build_signatures(model_dir):
     return module, signatures, examples, info
 
 
+# A staging folder untouched this long belongs to an export that was killed (an export takes
+# minutes): the next export removes it.
+STALE_STAGING_SECONDS = 3600
+
+
+def _remove_stale_staging(model_base):
+    for name in os.listdir(model_base):
+        path = os.path.join(model_base, name)
+        if (name.startswith(".tmp-") and os.path.isdir(path)
+                and time.time() - os.path.getmtime(path) > STALE_STAGING_SECONDS):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def export_run(model_dir, export_dir, model_name=None, version=None, check=True, log=print):
     """Exports `model_dir`'s reported checkpoint to `export_dir/model_name/version/`.
 
@@ -148,6 +162,7 @@ def export_run(model_dir, export_dir, model_name=None, version=None, check=True,
     except OSError as error:
         raise ExportError(f"--export_dir={export_dir}: cannot create {model_base} "
                           f"({error.strerror}).") from None
+    _remove_stale_staging(model_base)
     # BASE/NAME/.tmp-*/VERSION: a numeric version folder for the check, inside a folder whose
     # name TF Serving ignores; renamed to BASE/NAME/VERSION once it passed.
     staging = tempfile.mkdtemp(dir=model_base, prefix=f".tmp-{version}-")

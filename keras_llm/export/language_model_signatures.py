@@ -27,6 +27,9 @@ from keras_llm.generation.decoding import generate, next_token_logits, truncate_
 # deployment needs longer texts.
 MAX_NEW_TOKENS_PER_REQUEST = 4096
 MAX_NEW_TOKENS_PER_BATCH = 32768
+# And at most this many tokens scored per `score` request (memory grows with the tokens scored:
+# about 1.7 GB at 100,000 characters for the shakespeare_char GPT).
+MAX_SCORED_TOKENS_PER_BATCH = 65536
 
 
 class LanguageModelSignatures(tf.Module):
@@ -106,6 +109,9 @@ class LanguageModelSignatures(tf.Module):
             check(tf.size(text) >= 1, "text: the batch is empty; send at least one text"),
             check(tf.reduce_all(lengths >= 2),
                    "text: every text needs at least two tokens (the first is only context)"),
+            check(tf.reduce_sum(tf.cast(lengths, tf.int64)) <= MAX_SCORED_TOKENS_PER_BATCH,
+                  f"text: at most {MAX_SCORED_TOKENS_PER_BATCH} tokens per request; split long "
+                  "texts or the batch"),
         ], lengths)
         longest = tf.maximum(tf.reduce_max(tf.concat([lengths, [2]], 0)), 2)
         context = self.model.max_context

@@ -60,6 +60,13 @@ def _run_without_tensorflow(module, *flags):
      "training run?"),
     ("experiments.evaluate", ["--model_dir=/nonexistent/run", "--data=x.tsv"],
      "error: /nonexistent/run/config.json not found"),
+    ("experiments.train_lm", ["--export_dir="], "error: --export_dir must name a folder"),
+    ("experiments.train_lm", ["--export_dir=/proc/no/such"],
+     "error: --export_dir=/proc/no/such: cannot create it"),
+    ("experiments.train_classifier", ["--export_dir=/dev/null"],
+     "error: --export_dir=/dev/null is a file, not a folder."),
+    ("experiments.export", ["--model_dir=/nonexistent/run", "--export_dir=x"],
+     "error: /nonexistent/run/config.json not found"),
 ])
 def test_bad_values_fail_in_one_line_before_tensorflow(module, flags, message):
     process, seconds = _run_without_tensorflow(module, *flags)

@@ -218,6 +218,8 @@ def test_classifier_serves_raw_text_as_trained(runs, exports, name):
     ([[5, 6, 7]], [[True, True]], "same shape"),
     ([[5, 6]], [[False, False]], "at least one real token"),
     ([[5] * 49], [[True] * 49], "sequence_length=48"),
+    ([[0, 0]], [[True, True]], "exactly where token_ids are not 0"),
+    ([[0, 5, 6]], [[False, True, True]], "right-padded"),
     (np.zeros((0, 3), "int32"), np.zeros((0, 3), bool), "batch is empty"),
 ])
 def test_classifier_rejects_bad_token_ids(exports, token_ids, padding_mask, message):
@@ -245,6 +247,18 @@ def test_score_and_next_token_refuse_what_they_cannot_answer(exports):
         signatures["score"](text=tf.constant(["ROMEO:", "a"]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="batch is empty"):
         signatures["serving_default"](token_ids=tf.zeros((0, 3), tf.int32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 65536 tokens"):
+        signatures["score"](text=tf.constant(["To be. " * 10_000]))  # 70,000 characters
+
+
+def test_a_killed_exports_staging_folder_is_removed_by_the_next(runs, exports):
+    stale = runs / "exports" / "gpt" / ".tmp-9-killed"
+    (stale / "9").mkdir(parents=True)
+    os.utime(stale, (0, 0))  # Untouched for decades.
+    fresh = runs / "exports" / "gpt" / ".tmp-8-running"
+    fresh.mkdir()
+    export_run(str(runs / "gpt"), str(runs / "exports"), check=False, log=_quiet)
+    assert not stale.exists() and fresh.exists()
 
 
 def test_an_export_of_a_mirrored_run_equals_one_of_a_single_device_run(exports):
