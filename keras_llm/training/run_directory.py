@@ -42,8 +42,9 @@ def check_model_dir_path(model_dir):
 def check_resumable(model_dir, config, data_fields, kind):
     """Fails if `model_dir` holds checkpoints that `config` cannot resume.
 
-    Resuming is automatic when the saved config.json has the same `model` section and the same
-    `data_fields` (the data itself, and what decides the tokenizer and the input shapes);
+    Resuming is automatic when the saved config.json has the same `model` section, the same
+    `data_fields` (the data itself, and what decides the tokenizer and the input shapes) and the
+    same global `--batch_size` and `--seed` (which decide the data position of a step);
     anything else would load mismatched weights, or continue another corpus's data order with
     this one's, so it stops before training and before any file is overwritten. Other settings
     (learning rate, steps, data_dir, ...) may change on resume; `RunDirectory.write_config`
@@ -87,6 +88,29 @@ def check_resumable(model_dir, config, data_fields, kind):
             f"--model_dir={model_dir} holds a checkpoint of another {kind} run; it differs in "
             + "; ".join(differences) + ". Use a new --model_dir, or the saved settings to resume."
         )
+    # The data position of a checkpoint is its step: batch `step` of the order `--seed` shuffles
+    # with `--batch_size` rows per batch. Another batch size would skip or repeat part of the
+    # epoch (and with --epochs, change the schedule's length so the learning rate jumps);
+    # another seed would continue a different order. Both are refused rather than half-honoured.
+    changed = [
+        f"--{name}={saved.get('train', {}).get(name)!r} saved, --{name}={config['train'][name]!r} "
+        "requested"
+        for name in RESUME_TRAIN_FIELDS
+        if name in saved.get("train", {}) and saved["train"][name] != config["train"][name]
+    ]
+    if changed:
+        saved_flags = " ".join(f"--{name}={saved['train'][name]}" for name in RESUME_TRAIN_FIELDS
+                               if name in saved["train"])
+        raise ModelDirectoryError(
+            f"--model_dir={model_dir} cannot resume with another global batch size or seed ("
+            + "; ".join(changed) + "): the checkpoint's data position and learning-rate schedule "
+            f"belong to the saved values. Resume with {saved_flags}, or start a new run with a "
+            "new --model_dir."
+        )
+
+
+# Train settings a resume must share with the saved run (see `check_resumable`).
+RESUME_TRAIN_FIELDS = ("batch_size", "seed")
 
 
 TRAINING_DATA_FILE = "training_data.json"
