@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_llm.data.features import PADDING_MASK_KEY, TOKEN_IDS_KEY, model_inputs
 from keras_llm.data.labelled_datasets import file_reader_options, read_dataset, split_validation
+from keras_llm.progress import Progress
 
 
 def read_splits(data_config):
@@ -73,6 +74,24 @@ def encode_texts(tokenizer, texts, sequence_length):
     width = tf.cast(tf.reduce_max(tf.concat([lengths, [1]], 0)), tf.int64)
     dense = ids.to_tensor(default_value=tokenizer.unk_id, shape=tf.stack([ids.nrows(), width]))
     return tf.RaggedTensor.from_tensor(dense, lengths=lengths)
+
+
+def encode_text_list(tokenizer, texts, sequence_length, description="tokenizing",
+                     chunk_size=10_000):
+    """`encode_texts` of a Python list, `chunk_size` texts at a time with a `Progress`.
+
+    Returns:
+        The same `tf.RaggedTensor` as `encode_texts(tokenizer, texts, sequence_length)`.
+    """
+    chunks = []
+    with Progress(description, len(texts), unit="texts") as progress:
+        for start in range(0, len(texts), chunk_size):
+            chunk = texts[start:start + chunk_size]
+            chunks.append(encode_texts(tokenizer, chunk, sequence_length))
+            progress.update(len(chunk))
+    if not chunks:
+        return encode_texts(tokenizer, texts, sequence_length)
+    return chunks[0] if len(chunks) == 1 else tf.concat(chunks, axis=0)
 
 
 def classification_dataset(ids, labels, global_batch_size, seed=None, start_step=0):

@@ -22,6 +22,7 @@ from keras_llm.data.tokenizer_base import (
     _save,
     _Tokenizer,
 )
+from keras_llm.progress import Progress
 
 __all__ = ["WordPieceTokenizer", "WORDPIECE_VOCABULARY_FILENAME"]
 
@@ -199,11 +200,15 @@ def _count_words(texts, lower_case):
         `collections.Counter` mapping word (str) -> number of occurrences.
     """
     basic_tokenizer = BasicTokenizer(lower_case=False, normalization_form=None)
+    total = len(texts) if isinstance(texts, (list, tuple)) else None
     texts = _iterate_texts(texts)
     word_counts = collections.Counter()
-    while batch := list(itertools.islice(texts, _LEARNING_BATCH_SIZE)):
-        words = basic_tokenizer.tokenize(normalize_text(tf.constant(batch, dtype=tf.string), lower_case))
-        word_counts.update(words.flat_values.numpy())
+    with Progress("vocabulary: counting words", total, unit="texts") as progress:
+        while batch := list(itertools.islice(texts, _LEARNING_BATCH_SIZE)):
+            words = basic_tokenizer.tokenize(
+                normalize_text(tf.constant(batch, dtype=tf.string), lower_case))
+            word_counts.update(words.flat_values.numpy())
+            progress.update(len(batch))
     return collections.Counter({word.decode("utf-8"): count for word, count in word_counts.items()})
 
 
@@ -300,15 +305,19 @@ def _learn_vocabulary(word_counts, vocabulary_size):
     low = 1
     high = _upper_threshold(word_counts, vocabulary_size - len(reserved_tokens) - alphabet_size)
     vocabulary = None  # learn(high) fits by construction; computed only if the search needs it.
-    while low < high:
-        middle = (low + high) // 2
-        candidate = learn(middle)
-        if len(candidate) > vocabulary_size:
-            low = middle + 1
-            continue
-        high, vocabulary = middle, candidate
-        if len(candidate) >= (1 - params.slack_ratio) * vocabulary_size:
-            break
-    if vocabulary is None:
-        vocabulary = learn(high)
+    # A bisection of [1, high] probes at most ceil(log2(high)) thresholds, plus learn(high).
+    most_probes = max(1, high - 1).bit_length() + 1
+    with Progress("vocabulary: learning pieces", most_probes, unit="probes") as progress:
+        while low < high:
+            middle = (low + high) // 2
+            candidate = learn(middle)
+            progress.update()
+            if len(candidate) > vocabulary_size:
+                low = middle + 1
+                continue
+            high, vocabulary = middle, candidate
+            if len(candidate) >= (1 - params.slack_ratio) * vocabulary_size:
+                break
+        if vocabulary is None:
+            vocabulary = learn(high)
     return vocabulary

@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras_llm import config as config_lib
 from keras_llm.data.classification_dataset import (
     classification_dataset,
-    encode_texts,
+    encode_text_list,
     example_features,
 )
 from keras_llm.data.features import model_inputs
@@ -24,6 +24,7 @@ from keras_llm.data.tokenizers import load_tokenizer
 from keras_llm.evaluation.classification_metrics import format_report
 from keras_llm.evaluation.confusion_metrics import confusion_metrics_fn, report_from_totals
 from keras_llm.models.builders import build_classifier, build_language_model
+from keras_llm.progress import dataset_batches, evaluate_with_progress
 from keras_llm.training import losses
 from keras_llm.training.checkpointing import restore_model
 from keras_llm.training.trainer import Trainer
@@ -134,12 +135,14 @@ def evaluate_file(model_dir, path, batch_size=64, **reader_options):
         data = labels.filter_known(data)
         if not len(data):
             raise DataError(f"{path}: no row left to evaluate. {data.skipped_summary()}", path=path)
-    ids = encode_texts(tokenizer, data.texts, config.data.sequence_length)
+    ids = encode_text_list(tokenizer, data.texts, config.data.sequence_length)
     strategy = tf.distribute.get_strategy()
     trainer = Trainer(strategy, model, None, losses.classification_cross_entropy,
                       metrics_fn=confusion_metrics_fn(labels.num_classes))
     dataset = classification_dataset(ids, labels.encode(data), batch_size)
-    report, _ = report_from_totals(trainer.evaluate(dataset), labels)
+    report, _ = report_from_totals(
+        evaluate_with_progress(trainer, dataset, os.path.basename(path), dataset_batches(dataset)),
+        labels)
     report["skipped_rows"] = len(data.skipped)
     table = format_report(report, labels.names)
     return report, (data.skipped_summary() + "\n\n" + table) if data.skipped else table

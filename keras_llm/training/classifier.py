@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_llm.data.classification_dataset import (
     classification_dataset,
-    encode_texts,
+    encode_text_list,
     example_features,
     read_splits,
 )
@@ -22,6 +22,7 @@ from keras_llm.data.wordpiece_tokenizer import WordPieceTokenizer
 from keras_llm.evaluation.classification_metrics import confusion_matrix_image, format_report
 from keras_llm.evaluation.confusion_metrics import confusion_metrics_fn, report_from_totals
 from keras_llm.models.builders import build_classifier
+from keras_llm.progress import dataset_batches, evaluate_with_progress
 from keras_llm.training import losses, run_setup
 from keras_llm.training.run_directory import check_training_data, training_data_fingerprint
 from keras_llm.training.trainer import Trainer
@@ -65,7 +66,8 @@ def train_classifier(config, model_dir, log=print):
     tokenizer = (load_tokenizer(tokenizer_dir) if os.path.isdir(tokenizer_dir) else
                  WordPieceTokenizer.from_texts(splits["train"].texts, data.vocabulary_size,
                                                lower_case=data.lower_case))
-    ids = {name: encode_texts(tokenizer, split.texts, data.sequence_length)
+    ids = {name: encode_text_list(tokenizer, split.texts, data.sequence_length,
+                                  f"tokenizing {name}")
            for name, split in splits.items()}
     num_train = len(splits["train"])
     train_steps, eval_interval = run_setup.resolve_train_steps(train, num_train)
@@ -93,15 +95,16 @@ def train_classifier(config, model_dir, log=print):
                       metrics_fn=confusion_metrics_fn(label_vocabulary.num_classes),
                       weight_average=state.weight_average)
 
-    def evaluation_dataset(name):
+    def evaluate_split(name):
+        """`trainer.evaluate` over the split `name`, with a progress bar of its batches."""
         dataset = classification_dataset(ids[name], encoded_labels[name], train.batch_size)
-        return strategy.experimental_distribute_dataset(dataset)
+        return evaluate_with_progress(trainer, strategy.experimental_distribute_dataset(dataset),
+                                      name, dataset_batches(dataset))
 
-    validation_data = evaluation_dataset("validation")
     validation_writer = run_directory.summary_writer("validation")
 
     def evaluate(step):
-        report, matrix = report_from_totals(trainer.evaluate(validation_data), label_vocabulary)
+        report, matrix = report_from_totals(evaluate_split("validation"), label_vocabulary)
         with validation_writer.as_default(step=step):
             tf.summary.image("confusion_matrix",
                              confusion_matrix_image(matrix, label_vocabulary.names))
@@ -138,8 +141,7 @@ def train_classifier(config, model_dir, log=print):
         "strategy": train.strategy,
     }
     if "test" in splits:
-        report, matrix = report_from_totals(trainer.evaluate(evaluation_dataset("test")),
-                                            label_vocabulary)
+        report, matrix = report_from_totals(evaluate_split("test"), label_vocabulary)
         log("test\n" + format_report(report, label_vocabulary.names))
         with run_directory.summary_writer("test").as_default(step=summary["steps"]):
             for name in ("loss", "accuracy", "precision", "recall", "f1"):

@@ -19,6 +19,7 @@ from keras_llm.data.tokenizers import load_tokenizer
 from keras_llm.data.wordpiece_tokenizer import WordPieceTokenizer
 from keras_llm.generation.text_sampling import sample_prompts, sample_text
 from keras_llm.models.builders import build_language_model
+from keras_llm.progress import dataset_batches, evaluate_with_progress, Progress
 from keras_llm.training import losses, run_setup
 from keras_llm.training.run_directory import check_training_data, training_data_fingerprint
 from keras_llm.training.trainer import Trainer
@@ -38,8 +39,24 @@ def make_tokenizer(data_config, train_text, model_dir):
     )
 
 
-def _token_ids(tokenizer, text):
-    return tokenizer.tokenize(tf.constant(text)).numpy().astype(np.int32)
+def _token_ids(tokenizer, text, description, chunk_characters=1 << 20):
+    """`tokenizer.tokenize(text)` as int32 numpy, about `chunk_characters` at a time, with a
+    `Progress` in characters.
+
+    Chunks end after a line end, where neither tokenizer joins anything across (a character
+    is a token; a word piece never spans a line end), so the ids equal one call's.
+    """
+    chunks, start = [], 0
+    with Progress(description, len(text), unit="characters") as progress:
+        while start < len(text):
+            end = text.find("\n", start + chunk_characters)
+            end = len(text) if end < 0 else end + 1
+            chunks.append(tokenizer.tokenize(tf.constant(text[start:end])).numpy())
+            progress.update(end - start)
+            start = end
+    if not chunks:
+        return tokenizer.tokenize(tf.constant(text)).numpy().astype(np.int32)
+    return np.concatenate(chunks).astype(np.int32)
 
 
 def train_language_model(config, model_dir, log=print):
@@ -66,8 +83,8 @@ def train_language_model(config, model_dir, log=print):
     fingerprint = training_data_fingerprint([corpus.train_text])
     check_training_data(model_dir, fingerprint)
     tokenizer = make_tokenizer(data, corpus.train_text, model_dir)
-    train_ids = _token_ids(tokenizer, corpus.train_text)
-    validation_ids = _token_ids(tokenizer, corpus.validation_text)
+    train_ids = _token_ids(tokenizer, corpus.train_text, "tokenizing training text")
+    validation_ids = _token_ids(tokenizer, corpus.validation_text, "tokenizing validation text")
     # Fail on a too-short corpus now, before anything is written.
     language_model_dataset.training_dataset(train_ids, model_config.sequence_length, 1, 0)
     language_model_dataset.evaluation_dataset(validation_ids, model_config.sequence_length, 1)
@@ -92,16 +109,15 @@ def train_language_model(config, model_dir, log=print):
     trainer = Trainer(strategy, model, state.optimizer, losses.token_cross_entropy,
                       train.gradient_clip_norm, train.gradient_accumulation_steps,
                       weight_average=state.weight_average)
-    evaluation = strategy.experimental_distribute_dataset(
-        language_model_dataset.evaluation_dataset(
-            validation_ids, model_config.sequence_length, train.batch_size, train.eval_batches
-        )
-    )
+    evaluation_batches = language_model_dataset.evaluation_dataset(
+        validation_ids, model_config.sequence_length, train.batch_size, train.eval_batches)
+    evaluation = strategy.experimental_distribute_dataset(evaluation_batches)
+    evaluation_size = dataset_batches(evaluation_batches)  # For the ETA.
     samples_writer = run_directory.summary_writer("samples") if train.sample_length else None
     prompts = sample_prompts(tokenizer)
 
     def evaluate(step):
-        totals = trainer.evaluate(evaluation)
+        totals = evaluate_with_progress(trainer, evaluation, "validation", evaluation_size)
         if train.sample_length:
             with samples_writer.as_default(step=step), trainer.evaluation_weights():
                 for index, prompt in enumerate(prompts):

@@ -14,21 +14,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_llm.progress import format_duration
 from keras_llm.training.interruption import StopSignals, TrainingInterrupted
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf; the message names the step and the last checkpoint."""
-
-
-def format_duration(seconds):
-    """Formats seconds as e.g. '1h02m', '3m05s' or '12s'."""
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 @dataclasses.dataclass(frozen=True)
