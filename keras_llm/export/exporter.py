@@ -28,6 +28,7 @@ from keras_llm.evaluation.trained_runs import load_trained_classifier
 from keras_llm.evaluation.trained_runs import load_trained_language_model
 from keras_llm.export.classifier_signatures import ClassifierSignatures
 from keras_llm.export.language_model_signatures import LanguageModelSignatures
+from keras_llm.progress import Progress
 from keras_llm.training.atomic_files import write_json
 
 # One request per signature, checked at export and sent to the server as warm-up.
@@ -156,7 +157,10 @@ def export_run(model_dir, export_dir, model_name=None, version=None, check=True,
     if os.path.exists(final):
         raise ExportError(f"{final} already exists; TF Serving versions are immutable. Use "
                           f"another --version (next free: {next_version(model_base)}).")
+    # Stages for the progress line: build, save, expected outputs, and the check.
+    progress = Progress("export", 4 if check else 3, unit="stages")
     module, signatures, examples, info = build_signatures(model_dir)
+    progress.update()
     try:
         os.makedirs(model_base, exist_ok=True)
     except OSError as error:
@@ -170,18 +174,22 @@ def export_run(model_dir, export_dir, model_name=None, version=None, check=True,
     try:
         log(f"Exporting {model_dir} ({info['task']}) to {final} ...")
         tf.saved_model.save(module, temporary, signatures=signatures)
+        progress.update()
         write_json(os.path.join(temporary, "assets.extra", "example_requests.json"), examples)
         write_json(os.path.join(temporary, "assets.extra", "expected_outputs.json"),
                    _expected_outputs(module, examples, signatures))
+        progress.update()
         if check:
             from keras_llm.export.servability import check_export
             check_export(temporary, model_name=model_name, manifest_extra=info, log=log)
+            progress.update()
         try:
             os.replace(temporary, final)
         except OSError:
             raise ExportError(f"{final} appeared while this export ran (another export took "
                               f"version {version}); rerun to take the next one.") from None
     finally:
+        progress.close()
         shutil.rmtree(staging, ignore_errors=True)
     log(f"Exported {final} (signatures: {', '.join(signatures)}).")
     return final
