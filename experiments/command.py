@@ -15,22 +15,33 @@ TensorFlow 2.21 prints while its shared libraries load, on a machine without a G
 at the first device query "cuda_platform.cc: failed call to cuInit". They are written through
 Abseil's C++ logging before anything calls `absl::InitializeLog()`, and until then Abseil
 writes every message to stderr whatever its severity (see abseil-cpp PRs #1718 and #1957, and
-tensorflow PR #102212, which calls `InitializeLog`; measured here with TF 2.21 the banner still
-appears, with TF_CPP_MIN_LOG_LEVEL=3 too). Abseil reads no environment variable that changes
-this. Only the oneDNN line has a switch, `TF_ENABLE_ONEDNN_OPTS=0`, and it changes the
-numerics, so it is left alone. Hiding the others would mean redirecting file descriptor 2
-around TensorFlow's import, which would also hide a real import failure; they are harmless
-and left visible.
+tensorflow PR #102212; measured here with TF 2.21 the banner still appears, with
+TF_CPP_MIN_LOG_LEVEL=3 too). So `check_flags`, once the flags are good, imports TensorFlow,
+tensorflow-text and Keras and makes the first device query with file descriptor 2 pointed at a
+temporary file, then writes that file back to stderr without those known lines
+(`import_tensorflow_quietly`). Anything else (a real import failure, a GPU's own lines) is
+written back unchanged. A user who sets TF_CPP_MIN_LOG_LEVEL below 2 sees everything.
 """
 
 import os
+import re
 import sys
+import tempfile
 
 from absl import app, flags
 
 from experiments.command_help import format_help
 
+# Whether TensorFlow's start-up lines are filtered: not when the user asked for its INFO lines.
+_QUIET_START = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") or 0) >= 2
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# What TensorFlow 2.21's libraries print while loading on a machine without a GPU (see above).
+_START_UP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called"
+    r"|cudart_stub\.cc:\d+\] Could not find cuda drivers"
+    r"|cuda_platform\.cc:\d+\] failed call to cuInit"
+    r"|port\.cc:\d+\] oneDNN custom operations are on"
+)
 
 # Exit status for a failure the message explains (bad configuration or data, NaN loss, ...).
 EXIT_FAILURE = 1
@@ -85,13 +96,49 @@ def check_flags(build):
 
     Returns:
         `(value, 0)`, or `(None, EXIT_FAILURE)` after printing `error: <message>` to stderr for
-        a `ValueError` or `FileNotFoundError` (e.g. a --model_dir that holds no run).
+        a `ValueError` or `FileNotFoundError` (e.g. a --model_dir that holds no run). With good
+        flags, TensorFlow is then imported (`import_tensorflow_quietly`).
     """
     try:
-        return build(), 0
+        value = build()
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None, EXIT_FAILURE
+    import_tensorflow_quietly()
+    return value, 0
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow, tensorflow-text and Keras and queries the devices, without the
+    start-up lines TensorFlow prints on a machine without a GPU (see the module docstring).
+
+    Everything else written to stderr meanwhile (an import error's own lines included) is
+    written back afterwards, in order. Does nothing once TensorFlow is imported.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    if not _QUIET_START:
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+            import tensorflow_text  # noqa: F401  Its libraries print the banner a second time.
+
+            tf.config.list_physical_devices("GPU")  # cuInit's line comes at the first query.
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            sys.stderr.write("".join(line for line in text.splitlines(keepends=True)
+                                     if not _START_UP_NOISE.search(line)))
+            sys.stderr.flush()
 
 
 def run_job(job):

@@ -51,7 +51,7 @@ def main(argv):
         return results
 
     results, status = run_job(job)
-    if status:
+    if status or results.get("already_finished"):  # A finished run said so in its one line.
         return status
     test = results.get("test", results["validation"])
     print(f"done: {results['steps']} steps, {'test' if 'test' in results else 'validation'} "

@@ -50,7 +50,7 @@ def main(argv):
         return results
 
     results, status = run_job(job)
-    if status:
+    if status or results.get("already_finished"):  # A finished run said so in its one line.
         return status
     validation = results["validation"]
     print(f"done: {results['steps']} steps, validation loss {validation['loss']:.4f} nats/token "

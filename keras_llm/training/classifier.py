@@ -71,6 +71,8 @@ def train_classifier(config, model_dir, log=print):
            for name, split in splits.items()}
     num_train = len(splits["train"])
     train_steps, eval_interval = run_setup.resolve_train_steps(train, num_train)
+    if (finished := run_setup.finished_results(model_dir, train_steps, log)) is not None:
+        return finished
 
     run_directory = run_setup.open_run_directory(config, model_dir, strategy, train_steps,
                                                  fingerprint, log)

@@ -91,6 +91,8 @@ def train_language_model(config, model_dir, log=print):
     # With --epochs, one epoch is one pass over every window start (stride 1).
     train_steps, eval_interval = run_setup.resolve_train_steps(
         train, len(train_ids) - model_config.sequence_length)
+    if (finished := run_setup.finished_results(model_dir, train_steps, log)) is not None:
+        return finished
 
     run_directory = run_setup.open_run_directory(config, model_dir, strategy, train_steps,
                                                  fingerprint, log)

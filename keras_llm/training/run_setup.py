@@ -5,6 +5,8 @@ A task (`language_model.py`, `classifier.py`) runs:
     strategy = begin_run(config, model_dir, kind)          # validate, check dir, strategy, batch
     ... read the data, check its fingerprint, learn the tokenizer ...
     train_steps, eval_interval = resolve_train_steps(config.train, examples_per_epoch)
+    if (results := finished_results(model_dir, train_steps)) is not None:
+        return results                                      # a rerun of a finished run
     run_directory = open_run_directory(config, model_dir, strategy, train_steps, fingerprint)
     state = create_training_state(...)                     # training_state.py
     summary = run_training_or_close(run_directory, trainer, ..., settings, best=best)
@@ -14,10 +16,12 @@ anything is written.
 """
 
 import json
+import os
 
 from keras_llm import config as config_lib, config_validation
 from keras_llm.training import loop
 from keras_llm.training.best_checkpoint import BestCheckpoint
+from keras_llm.training.checkpointing import checkpoint_step, latest_checkpoint
 from keras_llm.training.run_directory import RunDirectory, check_resumable
 from keras_llm.training.strategy import make_strategy
 
@@ -83,6 +87,30 @@ def resolve_train_steps(train_config, examples_per_epoch):
             f"--epochs={train_config.epochs} x {steps_per_epoch} steps per epoch."
         )
     return train_steps, steps_per_epoch
+
+
+def finished_results(model_dir, train_steps, log=print):
+    """The saved results of a run that already trained `train_steps` steps, or None.
+
+    Rerunning a finished command (the same `--train_steps`, or fewer) says so in one line and
+    returns its results.json, without building the model or evaluating again. A run whose
+    checkpoint reached `train_steps` but that has no results.json (stopped during its final
+    evaluation) is not finished: it goes on through the loop, which evaluates and writes them.
+
+    Returns:
+        The dict in `MODEL_DIR/results.json` with `"already_finished": True` added, or None.
+    """
+    results_path = os.path.join(model_dir, "results.json")
+    step = checkpoint_step(latest_checkpoint(model_dir))
+    if step is None or step < train_steps or not os.path.exists(results_path):
+        return None
+    with open(results_path, encoding="utf-8") as file:
+        results = json.load(file)
+    log(f"{model_dir} already finished at step {step} (--train_steps={train_steps}); its results "
+        f"are in {results_path}. Raise --train_steps to train on, or use a new --model_dir to "
+        "start over.")
+    results["already_finished"] = True
+    return results
 
 
 def open_run_directory(config, model_dir, strategy, train_steps, fingerprint, log=print):

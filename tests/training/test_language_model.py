@@ -191,8 +191,14 @@ def test_epochs_sets_the_number_of_steps_and_a_finished_run_is_left_alone(tmp_pa
     rerun = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=1e-2))
     train_language_model(rerun, str(model_dir), log=lines.append)
     assert {name: (model_dir / name).read_bytes() for name in before} == before
-    assert any("results.json is left as it was" in line for line in lines)
-    assert "The checkpoint is at step 42 >= 42 steps: nothing to train; config.json is left as it was." in lines
+    # One line says so; nothing is rebuilt or evaluated again, and the saved figures come back.
+    assert lines == [
+        f"{model_dir} already finished at step 42 (--train_steps=42); its results are in "
+        f"{model_dir / 'results.json'}. Raise --train_steps to train on, or use a new "
+        "--model_dir to start over."]
+    again = train_language_model(rerun, str(model_dir), log=_quiet)
+    assert again.pop("already_finished") is True
+    assert again == json.loads(before["results.json"])
 
 
 def test_model_dir_that_is_a_file_is_refused(tiny_shakespeare_dir, tmp_path):
