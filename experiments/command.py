@@ -49,7 +49,8 @@ EXIT_FAILURE = 1
 EXIT_INTERRUPT = 130
 # What asks for help; absl's --helpfull still prints absl's full listing.
 HELP_ARGUMENTS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
-_INTERRUPTED = "error: Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any."
+# A deliberate stop is not an error: its lines carry no "error:" prefix.
+_INTERRUPTED = "Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any."
 
 
 def run(main, docstring, preset_config=None):
@@ -148,8 +149,9 @@ def run_job(job):
         job: `() -> results`, e.g. a closure over `train_language_model`.
 
     Returns:
-        `(results, 0)` on success, or `(None, status)` after printing `error: <message>` to
-        stderr: `TrainingInterrupted.exit_status` (130 for Ctrl-C, 143 for SIGTERM; a
+        `(results, 0)` on success, or `(None, status)` after printing one line to stderr
+        (`error: <message>` for a failure, the message alone for a stop):
+        `TrainingInterrupted.exit_status` (130 for Ctrl-C, 143 for SIGTERM; a
         checkpoint was saved and the same command resumes), `EXIT_INTERRUPT` for Ctrl-C
         outside the training steps (start-up, final evaluation) or a second Ctrl-C, or
         `EXIT_FAILURE` for a `ValueError`, `FloatingPointError` or `RuntimeError`. Anything else
@@ -164,7 +166,7 @@ def run_job(job):
     try:
         return job(), 0
     except TrainingInterrupted as interrupted:
-        print(f"error: {interrupted}", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return None, interrupted.exit_status
     except KeyboardInterrupt:  # Ctrl-C outside the training steps, or a second one.
         print(_INTERRUPTED, file=sys.stderr)

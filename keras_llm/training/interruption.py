@@ -22,6 +22,7 @@ index only after the files are written.
 """
 
 import signal
+import sys
 import threading
 
 import tensorflow as tf
@@ -118,6 +119,13 @@ class StopSignals:
         del frame
         self.received = signal.Signals(signum).name
         self._restore()  # A second signal acts as it would without us.
+        # Said at once: the step, a validation or the checkpoint may take a while.
+        again = "Ctrl-C again" if signum == signal.SIGINT else "the signal again"
+        try:
+            print(f"{self.received}: stopping after this step, saving a checkpoint... "
+                  f"({again} stops at once)", file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # A closed stderr must not stop the checkpoint.
+            pass
 
     def stop_requested(self):
         """Whether this worker, or any other worker of the cluster, received a stop signal.

@@ -28,7 +28,7 @@ def test_interrupted_run_exits_with_the_shell_signal_status(capsys, signal_name,
     assert interrupted.exit_status == status
     assert run_job(_raise(interrupted)) == (None, status)
     assert capsys.readouterr().err == (
-        f"error: Interrupted by {signal_name} at step 7; checkpoint saved to "
+        f"Interrupted by {signal_name} at step 7; checkpoint saved to "
         "/runs/x/checkpoints/ckpt-7; rerun the same command to resume.\n")
     assert status == 128 + (signal.SIGINT if signal_name == "SIGINT" else signal.SIGTERM)
 
@@ -43,7 +43,7 @@ def test_expected_failures_print_one_line_and_exit_1(capsys, error):
 def test_ctrl_c_outside_the_training_steps_exits_130_without_a_traceback(capsys):
     assert run_job(_raise(KeyboardInterrupt())) == (None, 130)
     assert capsys.readouterr().err == (
-        "error: Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any.\n")
+        "Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any.\n")
 
 
 def test_bugs_keep_their_traceback():

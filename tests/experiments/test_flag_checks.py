@@ -128,6 +128,6 @@ def test_ctrl_c_during_start_up_exits_130_in_one_line(tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert stderr.splitlines()[-1] == ("error: Interrupted (Ctrl-C); rerunning resumes from the "
+    assert stderr.splitlines()[-1] == ("Interrupted (Ctrl-C); rerunning resumes from the "
                                        "last checkpoint, if any.")
     assert not (tmp_path / "run").exists()

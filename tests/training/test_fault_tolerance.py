@@ -154,7 +154,7 @@ def test_dropout_continues_exactly_after_sigint(tiny_shakespeare_dir, tmp_path, 
 # ------------------------------------------------------------------------------ signals alone
 
 
-def test_stop_signals_record_the_signal_and_restore_the_handlers():
+def test_stop_signals_record_the_signal_and_restore_the_handlers(capsys):
     strategy = tf.distribute.get_strategy()
     # Start from Python's own Ctrl-C handler, whatever the test runner inherited: a process
     # started in the background by a non-interactive shell (as CI may be) begins with SIGINT
@@ -166,6 +166,9 @@ def test_stop_signals_record_the_signal_and_restore_the_handlers():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)  # Python runs the handler at the next bytecode boundary.
             assert stop.stop_requested() and stop.received == "SIGINT"
+            # Said at once, in one line, not as an error.
+            assert capsys.readouterr().err == ("SIGINT: stopping after this step, saving a "
+                                               "checkpoint... (Ctrl-C again stops at once)\n")
             # A second Ctrl-C acts as without the loop: KeyboardInterrupt at once.
             with pytest.raises(KeyboardInterrupt):
                 os.kill(os.getpid(), signal.SIGINT)
@@ -339,7 +342,7 @@ def test_train_lm_command_stops_on_sigterm_and_the_same_command_resumes(tmp_path
                 break
         stdout, stderr = process.communicate(timeout=120)
         # The signal lands in step 3 or a little later (the child does not wait for us).
-        match = re.search(r"^error: Interrupted by SIGTERM at step (\d+); checkpoint saved to "
+        match = re.search(r"^Interrupted by SIGTERM at step (\d+); checkpoint saved to "
                           r"(\S+); rerun the same command to resume\.$", stderr, re.M)
         assert process.returncode == 128 + signal.SIGTERM and match, stderr[-3000:]
         step, checkpoint = int(match.group(1)), match.group(2)
@@ -423,7 +426,7 @@ def test_workers_stop_at_the_same_step_and_resume_exactly(tmp_path):
                 worker.kill()
     messages = []
     for worker, (_, stderr) in zip(workers, outputs):
-        match = re.search(r"^error: Interrupted by (.+) at step (\d+); checkpoint saved to (\S+); "
+        match = re.search(r"^Interrupted by (.+) at step (\d+); checkpoint saved to (\S+); "
                           r"rerun the same command to resume\.$", stderr, re.M)
         # Both exit as SIGTERM-stopped (143), the one not signalled too.
         assert worker.returncode == 128 + signal.SIGTERM and match, stderr[-3000:]
