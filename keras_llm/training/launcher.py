@@ -15,6 +15,7 @@ so a crashed worker never leaves its peers waiting for it.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,17 @@ DEFAULT_GRACE_SECONDS = 10.0
 # Exit status for a run stopped by --timeout_seconds, as timeout(1) uses.
 TIMEOUT_EXIT_CODE = 124
 _POLL_SECONDS = 0.05
+# What a worker of a finished MultiWorkerMirroredStrategy run prints when the chief, which hosts
+# the coordination service, exits first: its heartbeat thread finds no one to talk to
+# ("BaseCollectiveExecutor::StartAbort UNAVAILABLE: Failed to send RPC to coordination
+# service ... The tasks have crashed", then gRPC's details). TensorFlow 2.21 offers no call
+# that leaves the cluster in order, so the launcher holds these lines back and drops them when
+# that worker exits 0; after a failure they are printed, with anything that followed them.
+_COORDINATION_SHUTDOWN = re.compile(
+    r"BaseCollectiveExecutor::StartAbort|coordination service|CoordinationService"
+    r"|Additional GRPC error information|Error received from peer|The tasks have crashed"
+    r"|^\[worker \d+\] \s*$"
+)
 
 
 def free_loopback_ports(count):
@@ -143,6 +155,7 @@ class LocalCluster:
         self.addresses = [f"{host}:{port}" for port in free_loopback_ports(num_workers)]
         self.processes = []
         self._readers = []
+        self._held = [[] for _ in range(num_workers)]  # Per worker, see `_pump`.
         self._lock = threading.Lock()
         self._kill_deadline = None  # Set when a signal was forwarded: when to stop waiting.
 
@@ -152,9 +165,24 @@ class LocalCluster:
             self.output.flush()
 
     def _pump(self, index, stream):
+        held = self._held[index]
         for line in iter(stream.readline, ""):
-            self._print(f"[worker {index}] {line if line.endswith(chr(10)) else line + chr(10)}")
+            line = f"[worker {index}] {line if line.endswith(chr(10)) else line + chr(10)}"
+            if held or _COORDINATION_SHUTDOWN.search(line):
+                held.append(line)  # Kept back until the worker's exit status is known.
+            else:
+                self._print(line)
         stream.close()
+
+    def _release_held_lines(self):
+        """Prints the lines held back from each worker; of a worker that exited 0, all but the
+        coordination service's shutdown report (see `_COORDINATION_SHUTDOWN`)."""
+        for process, held in zip(self.processes, self._held):
+            if process.returncode == 0:
+                held = [line for line in held if not _COORDINATION_SHUTDOWN.search(line)]
+            if held:
+                self._print("".join(held))
+        self._held = [[] for _ in self.processes]
 
     def start(self):
         """Starts every worker; returns immediately."""
@@ -246,6 +274,7 @@ class LocalCluster:
             self.stop()
             for reader in self._readers:
                 reader.join(timeout=5)
+            self._release_held_lines()
         return status
 
 

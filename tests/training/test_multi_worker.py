@@ -73,6 +73,30 @@ def test_each_worker_gets_its_tf_config_and_a_prefix():
         assert f"[worker {index}] threads 1\n" in output
 
 
+_SHUTDOWN_REPORT = (
+    "E0000 base_collective_executor.cc:252] BaseCollectiveExecutor::StartAbort UNAVAILABLE: "
+    "Failed to send RPC to coordination service. The tasks have crashed.\n"
+    "Additional GRPC error information from remote target /job:worker/replica:0/task:0 while "
+    "calling /tensorflow.CoordinationService/Heartbeat:\n"
+    ":UNKNOWN:Error received from peer  {grpc_status:14}\n")
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_a_finished_workers_coordination_shutdown_report_is_dropped(exit_code):
+    # What worker 1 prints when the chief's coordination service leaves first: expected after a
+    # run that succeeded (dropped), a clue after one that failed (printed, with what followed).
+    code = (f"import sys; print('done', flush=True); sys.stderr.write({_SHUTDOWN_REPORT!r}); "
+            f"print('after', flush=True); sys.exit({exit_code})")
+    status, output, _ = _launch(code, num_workers=1)
+    assert status == exit_code
+    assert "[worker 0] done\n" in output
+    if exit_code == 0:
+        assert "StartAbort" not in output and "GRPC" not in output and "peer" not in output
+        assert "[worker 0] after\n" in output  # Not a shutdown line: printed, in order.
+    else:
+        assert output.count("StartAbort") == 1 and "[worker 0] after\n" in output
+
+
 def test_first_failure_stops_the_other_workers():
     # Worker 1 fails after 0.3 s; worker 0 would run for a minute but is stopped by SIGTERM.
     code = ("import json, os, sys, time; index = json.loads(os.environ['TF_CONFIG'])['task']"
