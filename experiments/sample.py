@@ -1,12 +1,13 @@
 r"""Prints text generated from the latest checkpoint of a language-model run. Examples:
 
     python -m experiments.sample --model_dir=runs/shakespeare_char --prompt="ROMEO:" \
-        --max_new_tokens=500 --temperature=0.8 --top_k=40 --seed=0
+        --max_new_tokens=500 --temperature=0.8 --top_k=40 --seed=0   # --seed: reproducible
     python -m experiments.sample --model_dir=runs/shakespeare_char --temperature=0   # greedy
     python -m experiments.sample --model_dir=runs/shakespeare_char --top_p=0.9 --num_samples=3
 """
 
 import math
+import random
 import sys
 
 from absl import app, flags, logging
@@ -27,7 +28,8 @@ flags.DEFINE_float("top_p", None, "Nucleus sampling: smallest set of tokens with
 flags.register_validator("top_p", lambda value: value is None or value > 0,
                          message="--top_p must be in (0, 1].")
 flags.DEFINE_integer("num_samples", 1, "Independent samples to print.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Sampling seed; the same seed gives the same text.")
+flags.DEFINE_integer("seed", None, "Sampling seed; the same seed gives the same text. Default: a "
+                     "fresh random seed, printed so the text can be reproduced.")
 FLAGS = flags.FLAGS
 
 
@@ -41,7 +43,7 @@ def main(argv):
     if status:
         return status
     from keras_llm.evaluation.trained_runs import load_trained_language_model
-    from keras_llm.generation.text_sampling import sample_text
+    from keras_llm.generation.text_sampling import stream_text, unknown_characters
 
     try:
         model, tokenizer, config, step = load_trained_language_model(FLAGS.model_dir)
@@ -49,19 +51,35 @@ def main(argv):
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"# {FLAGS.model_dir}, step {step}", file=sys.stderr)
+    seed = FLAGS.seed
+    if seed is None:  # Fresh text each time, yet reproducible: the seed is printed.
+        seed = random.SystemRandom().randrange(2**31 - FLAGS.num_samples)
+        print(f"# seed {seed}; rerun with --seed={seed} to reproduce", file=sys.stderr)
+    unknown = unknown_characters(tokenizer, FLAGS.prompt)
+    if unknown:
+        print(f"warning: --prompt has {len(unknown)} character(s) not in the model's vocabulary, "
+              f"read as [UNK]: {', '.join(map(repr, unknown))}", file=sys.stderr)
+    top_k = FLAGS.top_k
+    if top_k is not None and top_k > tokenizer.vocabulary_size:
+        print(f"note: --top_k={top_k} is more than the vocabulary's {tokenizer.vocabulary_size} "
+              f"tokens; clamped to {tokenizer.vocabulary_size} (no top-k filter).",
+              file=sys.stderr)
+        top_k = tokenizer.vocabulary_size
     for index in range(FLAGS.num_samples):
         try:
-            text = sample_text(model, tokenizer, FLAGS.prompt, FLAGS.max_new_tokens,
-                               temperature=FLAGS.temperature,
-                               top_k=FLAGS.top_k, top_p=FLAGS.top_p, seed=FLAGS.seed + index)
+            # Printed as it is generated, a chunk of tokens at a time.
+            for piece in stream_text(model, tokenizer, FLAGS.prompt, FLAGS.max_new_tokens,
+                                     temperature=FLAGS.temperature, top_k=top_k,
+                                     top_p=FLAGS.top_p, seed=seed + index):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
         except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"\nerror: {error}", file=sys.stderr)
             return 1
-        print(text)
+        print()
         if index + 1 < FLAGS.num_samples:
             print("-" * 40)
     return 0
-
 
 if __name__ == "__main__":
     run(main, __doc__)

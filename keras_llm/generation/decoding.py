@@ -64,7 +64,7 @@ def next_token_logits(model, buffer, ends, max_context):
 
 
 def generate(model, prompt_ids, max_new_tokens, prompt_lengths=None, temperature=1.0, top_k=None,
-             top_p=None, seed=0, use_cache=None, max_context=None):
+             top_p=None, seed=0, use_cache=None, max_context=None, first_step=0):
     """Extends each prompt by `max_new_tokens` sampled tokens.
 
     Args:
@@ -82,6 +82,9 @@ def generate(model, prompt_ids, max_new_tokens, prompt_lengths=None, temperature
             context at every step (the reference the cache is tested against, and the baseline
             it is benchmarked against).
         max_context: int or None; default `model.max_context` (`None`: no limit).
+        first_step: int or int32 scalar; the first new token is step `first_step` of the seed's
+            random stream. A continuation of `n` tokens already generated from the same seed
+            passes `n`, so generating in chunks draws what one call would (streaming).
 
     Returns:
         int32 `(batch, prompt_len + max_new_tokens)`: row `b` is its prompt, then its new tokens
@@ -106,9 +109,12 @@ def generate(model, prompt_ids, max_new_tokens, prompt_lengths=None, temperature
     buffer = tf.concat([tf.where(real, prompt_ids, 0),
                         tf.zeros([batch_size, max_new_tokens], tf.int32)], axis=1)
 
+    first_step = tf.cast(first_step, tf.int32)
+
     def sample(logits, step):
-        return sample_next_token(logits, temperature, top_k, top_p,
-                                 seed=tf.random.experimental.stateless_fold_in(seed, step))
+        return sample_next_token(
+            logits, temperature, top_k, top_p,
+            seed=tf.random.experimental.stateless_fold_in(seed, first_step + step))
 
     step, ends = tf.constant(0), prompt_lengths
     if use_cache is None:
