@@ -45,7 +45,9 @@ def _check_train(train, check):
           "a positive number", train.learning_rate)
     check(0 <= train.min_learning_rate <= train.learning_rate, "min_learning_rate",
           f"in [0, --learning_rate={train.learning_rate}]", train.min_learning_rate)
-    if not train.epochs:  # With --epochs the step count is known once the data is read.
+    # With --epochs the step count is known once the data is read; a bad --train_steps is
+    # reported alone, not again as the warm-up's fault.
+    if not train.epochs and train.train_steps >= 1:
         check(0 <= train.warmup_steps < train.train_steps, "warmup_steps",
               f"in [0, --train_steps={train.train_steps})", train.warmup_steps)
     check(0 <= train.beta_1 < 1, "beta_1", "in [0, 1)", train.beta_1)

@@ -76,6 +76,13 @@ def test_bad_values_fail_in_one_line_before_tensorflow(module, flags, message):
     assert seconds < _SECONDS
 
 
+def test_a_bad_train_steps_is_reported_alone():
+    # Only the root cause: the preset's warm-up of 100 is not reported against --train_steps=0.
+    process, _ = _run_without_tensorflow("experiments.train_lm", "--train_steps=0")
+    assert process.returncode == 1
+    assert process.stderr == "error: Invalid configuration: --train_steps must be >= 1; got 0.\n"
+
+
 def test_a_run_of_the_other_kind_is_named_before_tensorflow(tmp_path):
     from keras_llm import config as config_lib, presets
 
