@@ -64,8 +64,38 @@ def resolve_config(preset_config, sections, validate, flag_values=flags.FLAGS, l
         ValueError: naming every flag at fault (`validate`).
     """
     config = apply_config_flags(preset_config, sections, flag_values)
+    config, note = train_steps_or_epochs(config, flag_values["train_steps"].present,
+                                         flag_values["epochs"].present)
+    if note:
+        log(note)
     config, note = config_lib.fit_warmup_to_train_steps(config,
                                                         flag_values["warmup_steps"].present)
     if note:
         log(note)
     return validate(config)
+
+
+def train_steps_or_epochs(config, train_steps_set, epochs_set):
+    """Decides what sizes the run when a preset sizes it by epochs (the classifiers').
+
+    `--epochs=N` (N > 0) trains N passes over the training split; `--epochs=0` trains
+    `--train_steps` steps. A `--train_steps` the user set without `--epochs` sizes the run
+    (the preset's epochs would otherwise ignore it silently), with one note; both set, with
+    `--epochs` > 0, is refused as ambiguous.
+
+    Returns:
+        `(config, note)`: the config, with `train.epochs` set to 0 or not, and a note or None.
+
+    Raises:
+        ValueError: both --train_steps and --epochs > 0 were set.
+    """
+    train = config.train
+    if not (train_steps_set and train.epochs):
+        return config, None
+    if epochs_set:
+        raise ValueError(
+            f"--epochs={train.epochs} and --train_steps={train.train_steps} both set the length "
+            "of the run; keep one (--epochs=0 trains --train_steps steps).")
+    note = (f"note: --train_steps={train.train_steps} sets the run's length instead of the "
+            f"preset's --epochs={train.epochs} (as --epochs=0 does).")
+    return dataclasses.replace(config, train=dataclasses.replace(train, epochs=0)), note

@@ -83,7 +83,8 @@ class TrainConfig:
     )
     train_steps: int = _field(2000, "Optimizer steps in total (unless --epochs is set).")
     epochs: int = _field(
-        0, "If > 0: train for this many passes over the training split instead of train_steps."
+        0, "If > 0: train for this many passes over the training split; 0: train --train_steps "
+        "steps. Setting only --train_steps over a preset with epochs sets this to 0."
     )
     optimizer: str = _field("adamw", "adamw (decoupled weight decay) or adam.")
     learning_rate_schedule: str = _field(

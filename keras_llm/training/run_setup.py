@@ -84,7 +84,8 @@ def resolve_train_steps(train_config, examples_per_epoch):
     if train_config.learning_rate_schedule != "constant" and train_config.warmup_steps >= train_steps:
         raise ValueError(
             f"--warmup_steps={train_config.warmup_steps} must be below the {train_steps} steps of "
-            f"--epochs={train_config.epochs} x {steps_per_epoch} steps per epoch."
+            f"--epochs={train_config.epochs} x {steps_per_epoch} steps per epoch; set "
+            f"--warmup_steps={train_steps // 10} (10 %) or more --epochs."
         )
     return train_steps, steps_per_epoch
 
