@@ -154,8 +154,10 @@ def run_job(job):
         `TrainingInterrupted.exit_status` (130 for Ctrl-C, 143 for SIGTERM; a
         checkpoint was saved and the same command resumes), `EXIT_INTERRUPT` for Ctrl-C
         outside the training steps (start-up, final evaluation) or a second Ctrl-C, or
-        `EXIT_FAILURE` for a `ValueError`, `FloatingPointError` or `RuntimeError`. Anything else
-        propagates with its traceback: it is a bug, not bad input.
+        `EXIT_FAILURE` for a `ValueError`, `FloatingPointError` or `RuntimeError`, or
+        TensorFlow's `ResourceExhaustedError` (out of memory: `out_of_memory_message` names the
+        flags to lower). Anything else propagates with its traceback: it is a bug, not bad
+        input.
     """
     try:
         # Imported here: the commands import TensorFlow only after their flags are checked.
@@ -174,6 +176,20 @@ def run_job(job):
     except (ValueError, FloatingPointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None, EXIT_FAILURE
+    except Exception as error:  # noqa: BLE001  Only out-of-memory is mapped; the rest re-raised.
+        if type(error).__name__ != "ResourceExhaustedError":  # tf.errors, without importing TF.
+            raise
+        print(out_of_memory_message(error), file=sys.stderr)
+        return None, EXIT_FAILURE
+
+
+def out_of_memory_message(error):
+    """One line for TensorFlow's out-of-memory error: what ran out, and the flags to lower."""
+    detail = (getattr(error, "message", None) or str(error)).strip().splitlines()
+    detail = detail[0] if detail else "out of memory"
+    return (f"error: out of memory ({detail[:300]}). Lower --batch_size or --sequence_length "
+            "(attention needs batch_size x num_heads x sequence_length^2 floats per layer), or "
+            "raise --gradient_accumulation_steps to split each batch.")
 
 
 def check_export_dir(export_dir):
