@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 # Anything but text and "\n": "\r" redraws, ANSI escapes, backspaces.
@@ -23,10 +25,17 @@ def _train(corpus, model_dir):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_a_smoke_run_logs_cleanly_and_a_rerun_says_it_already_finished(tmp_path):
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """`(corpus, model_dir, process)` of the first run (about 15 s, shared by the tests)."""
+    tmp_path = tmp_path_factory.mktemp("first_run")
     corpus = tmp_path / "my_text.txt"
     corpus.write_bytes(b"To be, or not to be: that is the question.\r\n" * 40)  # Windows ends.
-    first = _train(corpus, tmp_path / "run")
+    return corpus, tmp_path / "run", _train(corpus, tmp_path / "run")
+
+
+def test_a_smoke_run_logs_cleanly_and_a_rerun_says_it_already_finished(first_run):
+    corpus, model_dir, first = first_run
     assert first.returncode == 0, first.stderr[-3000:]
     output = first.stdout + first.stderr
     assert not CONTROL.search(output), repr(CONTROL.search(output))
@@ -34,8 +43,29 @@ def test_a_smoke_run_logs_cleanly_and_a_rerun_says_it_already_finished(tmp_path)
     assert "note: --warmup_steps=0 (10% of --train_steps=3)" in first.stdout
     assert re.search(r"^done: 3 steps, validation loss \d", first.stdout, re.M)
 
-    again = _train(corpus, tmp_path / "run")
+    again = _train(corpus, model_dir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already finished at step 3") == 1
     assert "validation |" not in again.stdout and "0 tokens/s" not in again.stdout
     assert not again.stderr.strip(), again.stderr
+
+
+def _sample(model_dir, *flags):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.sample", f"--model_dir={model_dir}",
+         "--prompt=To bé", "--max_new_tokens=6", "--top_k=1000", *flags],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_sampling_prints_its_seed_names_unknown_characters_and_clamps_top_k(first_run):
+    _, model_dir, first = first_run
+    assert first.returncode == 0
+    sample = _sample(model_dir)
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    seed = re.search(r"^# seed (\d+); rerun with --seed=\1 to reproduce$", sample.stderr, re.M)
+    assert seed, sample.stderr
+    assert "read as [UNK]: 'é'" in sample.stderr
+    assert re.search(r"note: --top_k=1000 is more than the vocabulary's \d+ tokens; clamped",
+                     sample.stderr)
+    assert sample.stdout.startswith("To b[UNK]")
+    assert _sample(model_dir, f"--seed={seed.group(1)}").stdout == sample.stdout
