@@ -81,6 +81,7 @@ class Progress:
         self._last_write = self._start
         self._drawn = False
         self._closed = False
+        self._first = None  # (time, count) at the first update; the ETA's rate starts there.
 
     @property
     def stream(self):
@@ -105,6 +106,8 @@ class Progress:
         if not self._enabled:
             return
         now = self._clock()
+        if self._first is None:  # The first unit often includes tracing: the rate starts after.
+            self._first = (now, self.count)
         if now - self._last_write >= self._interval:
             self._last_write = now
             if self._terminal:
@@ -129,9 +132,14 @@ class Progress:
             self._write(text)
 
     def _eta(self, elapsed):
-        if not self.total or not self.count or self.count >= self.total:
+        """The remaining time at the rate since the first update (None until there is one)."""
+        if not self.total or self._first is None or self.count >= self.total:
             return None
-        return format_duration(elapsed / self.count * (self.total - self.count))
+        first_time, first_count = self._first
+        if self.count <= first_count:
+            return None
+        seconds_per_unit = (self._start + elapsed - first_time) / (self.count - first_count)
+        return format_duration(seconds_per_unit * (self.total - self.count))
 
     def _line(self, elapsed):
         done = f"{self.count:,}"

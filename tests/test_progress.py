@@ -40,8 +40,10 @@ def test_off_a_terminal_plain_periodic_lines_with_eta_and_no_control_characters(
 def test_on_a_terminal_one_redrawn_bar_cleared_at_the_end():
     text = _run(terminal=True, seconds_per_unit=1.0, redraw_seconds=0.2, summary_seconds=60.0)
     assert "\n" not in text
+    # The first unit (often tracing) gives no ETA; the rate is measured from it on.
     assert text.startswith("\rvalidation [##..................] 1/10 batches 10% | 1.0 batches/s"
-                           " | ETA 9s")
+                           "\x1b[K\rvalidation [####................] 2/10 batches 20% | "
+                           "1.0 batches/s | ETA 8s")
     assert text.endswith("\r\x1b[K")
 
 
@@ -52,6 +54,18 @@ def test_a_short_phase_leaves_nothing_and_a_worker_prints_nothing():
                   summary_seconds=0.0) as progress:
         progress.update(3)
     assert stream.getvalue() == ""
+
+
+def test_the_eta_leaves_out_the_first_units_time():
+    stream, clock = io.StringIO(), _Clock()
+    with Progress("validation", 100, stream=stream, enabled=True, terminal=False, clock=clock,
+                  line_seconds=30.0, summary_seconds=1e9) as progress:
+        clock.now = 20.0  # Tracing and the first batch.
+        progress.update()
+        for _ in range(20):  # Then 0.5 s per batch.
+            clock.now += 0.5
+            progress.update()
+    assert stream.getvalue() == "validation: 21/100 batches (21%), 30s elapsed, ETA 40s\n"
 
 
 def test_unknown_total_counts_without_eta():
