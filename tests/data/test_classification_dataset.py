@@ -62,3 +62,15 @@ def test_reader_options_of_a_files_config():
     sst2 = file_reader_options(config_lib.ClassificationDataConfig(dataset="sst2"))
     assert sst2["header"] is False and sst2["text_column"] == "sentence"
     assert sst2["column_names"] == ("label", "sentence")
+
+
+def test_encoding_a_list_in_chunks_gives_one_calls_rows():
+    from keras_llm.data.classification_dataset import encode_text_list
+
+    texts = ["a gripping film", "", "dull", "a film, dull and gripping", "film"] * 3
+    tokenizer = WordPieceTokenizer.from_texts(texts, 30, lower_case=True)
+    whole = encode_texts(tokenizer, texts, 3)
+    for chunk_size in (1, 4, 100):
+        assert encode_text_list(tokenizer, texts, 3, chunk_size=chunk_size).to_list() == (
+            whole.to_list())
+    assert encode_text_list(tokenizer, [], 3).to_list() == []

@@ -207,3 +207,17 @@ def test_model_dir_that_is_a_file_is_refused(tiny_shakespeare_dir, tmp_path):
     with pytest.raises(ModelDirectoryError, match="is an existing file, not a folder"):
         train_language_model(tiny_language_model_config(tiny_shakespeare_dir), str(path),
                              log=_quiet)
+
+
+def test_tokenizing_in_chunks_gives_one_calls_ids():
+    from keras_llm.data.character_tokenizer import CharacterTokenizer
+    from keras_llm.data.wordpiece_tokenizer import WordPieceTokenizer
+    from keras_llm.training.language_model import _token_ids
+
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+    for tokenizer in (CharacterTokenizer.from_texts([text]),
+                      WordPieceTokenizer.from_texts(text.splitlines(), 40, lower_case=True)):
+        whole = tokenizer.tokenize(tf.constant(text)).numpy()
+        for chunk_characters in (1, 7, 30, 10_000):  # Chunks end after a line end.
+            ids = _token_ids(tokenizer, text, "tokenizing", chunk_characters=chunk_characters)
+            assert ids.dtype == "int32" and ids.tolist() == whole.tolist()
