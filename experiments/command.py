@@ -33,7 +33,7 @@ from absl import app, flags
 from experiments.command_help import format_help
 
 # Whether TensorFlow's start-up lines are filtered: not when the user asked for its INFO lines.
-_QUIET_START = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") or 0) >= 2
+_QUIET_START = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2").strip() not in ("0", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # What TensorFlow 2.21's libraries print while loading on a machine without a GPU (see above).
 _START_UP_NOISE = re.compile(

@@ -43,7 +43,8 @@ def main(argv):
         return status
 
     def job():
-        # Imported inside run_job, so Ctrl-C during TensorFlow's import exits cleanly.
+        # Imported inside run_job, so Ctrl-C while the task loads exits cleanly (TensorFlow
+        # itself was imported by check_flags, whose Ctrl-C `run` reports in one line).
         from keras_llm.training.classifier import train_classifier
         model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.dataset}"
         results = train_classifier(config, model_dir)

@@ -42,7 +42,8 @@ def main(argv):
         return status
 
     def job():
-        # Imported inside run_job, so Ctrl-C during TensorFlow's import exits cleanly.
+        # Imported inside run_job, so Ctrl-C while the task loads exits cleanly (TensorFlow
+        # itself was imported by check_flags, whose Ctrl-C `run` reports in one line).
         from keras_llm.training.language_model import train_language_model
         model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}"
         results = train_language_model(config, model_dir)

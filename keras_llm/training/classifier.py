@@ -97,16 +97,21 @@ def train_classifier(config, model_dir, log=print):
                       metrics_fn=confusion_metrics_fn(label_vocabulary.num_classes),
                       weight_average=state.weight_average)
 
-    def evaluate_split(name):
-        """`trainer.evaluate` over the split `name`, with a progress bar of its batches."""
+    def evaluation_split(name):
+        """The split `name` distributed, and its number of batches (for the progress ETA)."""
         dataset = classification_dataset(ids[name], encoded_labels[name], train.batch_size)
-        return evaluate_with_progress(trainer, strategy.experimental_distribute_dataset(dataset),
-                                      name, dataset_batches(dataset))
+        return strategy.experimental_distribute_dataset(dataset), dataset_batches(dataset)
 
+    def evaluate_split(name, split):
+        distributed, num_batches = split
+        return evaluate_with_progress(trainer, distributed, name, num_batches)
+
+    validation_data = evaluation_split("validation")
     validation_writer = run_directory.summary_writer("validation")
 
     def evaluate(step):
-        report, matrix = report_from_totals(evaluate_split("validation"), label_vocabulary)
+        report, matrix = report_from_totals(evaluate_split("validation", validation_data),
+                                            label_vocabulary)
         with validation_writer.as_default(step=step):
             tf.summary.image("confusion_matrix",
                              confusion_matrix_image(matrix, label_vocabulary.names))
@@ -143,7 +148,8 @@ def train_classifier(config, model_dir, log=print):
         "strategy": train.strategy,
     }
     if "test" in splits:
-        report, matrix = report_from_totals(evaluate_split("test"), label_vocabulary)
+        report, matrix = report_from_totals(evaluate_split("test", evaluation_split("test")),
+                                            label_vocabulary)
         log("test\n" + format_report(report, label_vocabulary.names))
         with run_directory.summary_writer("test").as_default(step=summary["steps"]):
             for name in ("loss", "accuracy", "precision", "recall", "f1"):
