@@ -185,8 +185,11 @@ def run_job(job):
 
 def out_of_memory_message(error):
     """One line for TensorFlow's out-of-memory error: what ran out, and the flags to lower."""
-    detail = (getattr(error, "message", None) or str(error)).strip().splitlines()
-    detail = detail[0] if detail else "out of memory"
+    text = getattr(error, "message", None) or str(error)
+    # Keras wraps the op's message ("Exception encountered when calling ..."): find the op's.
+    allocation = re.search(r"OOM when allocating tensor with shape\s*\[[^\]]*\]", text)
+    lines = text.strip().splitlines()
+    detail = allocation.group(0) if allocation else (lines[0] if lines else "out of memory")
     return (f"error: out of memory ({detail[:300]}). Lower --batch_size or --sequence_length "
             "(attention needs batch_size x num_heads x sequence_length^2 floats per layer), or "
             "raise --gradient_accumulation_steps to split each batch.")

@@ -56,6 +56,9 @@ def begin_run(config, model_dir, kind):
     validate, data_fields = _TASKS[kind]
     validate(config)
     check_resumable(model_dir, json.loads(config_lib.to_json(config)), data_fields, kind)
+    sequence_length = (config.model.sequence_length if kind == "language-model"
+                       else config.data.sequence_length)
+    check_attention_memory(config.model, config.train, sequence_length)
     train = config.train
     strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
                              train.cluster_resolver)
@@ -66,6 +69,48 @@ def begin_run(config, model_dir, kind):
             f"--gradient_accumulation_steps={train.gradient_accumulation_steps}."
         )
     return strategy
+
+
+def attention_bytes(num_layers, num_heads, sequence_length, batch_size):
+    """A lower bound on the bytes a training step keeps for attention: per layer, the float32
+    scores and probabilities, `(batch, num_heads, sequence_length, sequence_length)` each,
+    which the backward pass needs."""
+    return 2 * 4 * num_layers * batch_size * num_heads * sequence_length ** 2
+
+
+def check_attention_memory(model_config, train_config, sequence_length, memory_bytes=None):
+    """Refuses, before any data is read, a Transformer step that cannot fit in host memory.
+
+    Only where training runs on the host CPU (no GPU visible), whose replicas share its
+    memory: the micro-batch (`batch_size / gradient_accumulation_steps`) over all replicas.
+
+    Args:
+        memory_bytes: the memory to compare with; default the host's physical memory.
+
+    Raises:
+        ValueError: naming the estimate, the memory and the flags to lower.
+    """
+    if model_config.architecture not in ("gpt", "transformer"):
+        return
+    if memory_bytes is None:
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return
+        try:
+            memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            return
+    micro_batch = train_config.batch_size // train_config.gradient_accumulation_steps
+    needed = attention_bytes(model_config.num_layers, model_config.num_heads, sequence_length,
+                             micro_batch)
+    if needed > memory_bytes:
+        raise ValueError(
+            f"--sequence_length={sequence_length} needs at least {needed / 2**30:,.1f} GiB for "
+            f"attention alone ({model_config.num_layers} layers x batch {micro_batch} x "
+            f"{model_config.num_heads} heads x {sequence_length}^2 x 2 float32 arrays), more "
+            f"than this machine's {memory_bytes / 2**30:,.1f} GiB. Lower --sequence_length or "
+            "--batch_size, or raise --gradient_accumulation_steps.")
 
 
 def resolve_train_steps(train_config, examples_per_epoch):

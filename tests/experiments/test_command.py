@@ -55,11 +55,11 @@ def test_out_of_memory_names_the_flags_to_lower(capsys):
     import tensorflow as tf
 
     error = tf.errors.ResourceExhaustedError(
-        None, None, "OOM when allocating tensor with shape[12,4,50000,50000] and type float\n"
+        None, None, "Exception encountered when calling TransformerDecoderBlock.call().\n"
+        "OOM when allocating tensor with shape[12,4,50000,50000] and type float\n"
         "details the user cannot act on")
     assert run_job(_raise(error)) == (None, EXIT_FAILURE)
     assert capsys.readouterr().err == (
-        "error: out of memory (OOM when allocating tensor with shape[12,4,50000,50000] and type "
-        "float). Lower --batch_size or --sequence_length (attention needs batch_size x num_heads "
+        "error: out of memory (OOM when allocating tensor with shape[12,4,50000,50000]). Lower --batch_size or --sequence_length (attention needs batch_size x num_heads "
         "x sequence_length^2 floats per layer), or raise --gradient_accumulation_steps to split "
         "each batch.\n")

@@ -59,3 +59,19 @@ def test_resume_with_another_batch_size_or_seed_is_refused_naming_both_values(tm
         check_resumable(model_dir, config(seed=2), ("corpus",), "language-model")
     # A new run in an empty directory may use anything.
     check_resumable(str(tmp_path / "new"), config(batch_size=8), ("corpus",), "language-model")
+
+
+def test_attention_that_cannot_fit_in_memory_is_refused_naming_the_flags():
+    from keras_llm import presets
+    from keras_llm.training.run_setup import attention_bytes, check_attention_memory
+
+    config = presets.language_model_config("shakespeare_char")  # 4 layers, 4 heads, batch 12.
+    # 2 float32 arrays of (12, 4, 64, 64) per layer: 6.3 MB for the preset's context.
+    assert attention_bytes(4, 4, 64, 12) == 2 * 4 * 4 * 12 * 4 * 64 * 64
+    check_attention_memory(config.model, config.train, 64, memory_bytes=2**30)
+    with pytest.raises(ValueError, match=r"--sequence_length=65536 needs at least 6,144\.0 GiB "
+                                         r"for attention alone .* more than this machine's 1\.0 "
+                                         r"GiB. Lower --sequence_length or --batch_size"):
+        check_attention_memory(config.model, config.train, 65536, memory_bytes=2**30)
+    lstm = presets.language_model_config("shakespeare_char_lstm")
+    check_attention_memory(lstm.model, lstm.train, 65536, memory_bytes=2**30)  # No attention.
