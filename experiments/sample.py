@@ -81,5 +81,6 @@ def main(argv):
             print("-" * 40)
     return 0
 
+
 if __name__ == "__main__":
     run(main, __doc__)
