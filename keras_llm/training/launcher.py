@@ -10,7 +10,9 @@ same command and its own `TF_CONFIG`,
 exactly what a cluster manager (Kubernetes, SLURM) gives each worker on a real cluster (see
 docs/cluster.md). Worker 0 is the chief. The launcher prefixes every output line with
 `[worker i]`, returns the first non-zero exit code, and stops the other workers when one fails,
-so a crashed worker never leaves its peers waiting for it.
+so a crashed worker never leaves its peers waiting for it. The report a worker prints when the
+chief's coordination service leaves before it (`BaseCollectiveExecutor::StartAbort ... The
+tasks have crashed`) is held back and dropped if that worker exits 0 (`_COORDINATION_SHUTDOWN`).
 """
 
 import json
