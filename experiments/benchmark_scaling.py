@@ -45,7 +45,9 @@ def _tokens_per_second(command):
 
 def main(argv):
     del argv
-    _, status = check_flags(lambda: presets.language_model_config(FLAGS.preset))
+    # This process only starts the benchmarks: no TensorFlow here.
+    _, status = check_flags(lambda: presets.language_model_config(FLAGS.preset),
+                            import_tensorflow=False)
     if status:
         return status
     benchmark = [sys.executable, "-m", "experiments.benchmark_train", f"--preset={FLAGS.preset}",

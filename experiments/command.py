@@ -89,7 +89,7 @@ def _parse_flags(argv, docstring, preset_config):
     sys.exit(0)
 
 
-def check_flags(build):
+def check_flags(build, import_tensorflow=True):
     """Calls `build()`, which checks flags before TensorFlow loads; a bad flag's status is 1.
 
     Args:
@@ -98,14 +98,16 @@ def check_flags(build):
     Returns:
         `(value, 0)`, or `(None, EXIT_FAILURE)` after printing `error: <message>` to stderr for
         a `ValueError` or `FileNotFoundError` (e.g. a --model_dir that holds no run). With good
-        flags, TensorFlow is then imported (`import_tensorflow_quietly`).
+        flags, TensorFlow is then imported (`import_tensorflow_quietly`), unless
+        `import_tensorflow` is False (a command that only starts other processes).
     """
     try:
         value = build()
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None, EXIT_FAILURE
-    import_tensorflow_quietly()
+    if import_tensorflow:
+        import_tensorflow_quietly()
     return value, 0
 
 
