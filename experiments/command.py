@@ -94,6 +94,7 @@ def check_flags(build, import_tensorflow=True):
 
     Args:
         build: `() -> value`, e.g. a closure that resolves and validates the config.
+        import_tensorflow: bool, import TensorFlow (quietly) once the flags are good.
 
     Returns:
         `(value, 0)`, or `(None, EXIT_FAILURE)` after printing `error: <message>` to stderr for
