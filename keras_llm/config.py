@@ -127,6 +127,15 @@ class TrainConfig:
         0.5, "--recover_from_nan: multiply the learning rate by this factor at every rollback."
     )
     sample_length: int = _field(200, "Tokens generated from each fixed prompt at evaluation.")
+    histogram_every: int = _field(
+        0, "Write TensorBoard histograms of the weights, the gradients and the activations (on a "
+        "fixed validation batch) every this many steps; 0 = off."
+    )
+    profile_steps: str = _field(
+        "", "START,END: capture a tf.profiler trace of training steps START..END (1-based, "
+        "inclusive) into MODEL_DIR/logs/plugins/profile; empty = off. View it in TensorBoard's "
+        "Profile tab after `pip install keras_llm[profile]` (tensorboard-plugin-profile)."
+    )
     cluster_timeout_seconds: int = _field(
         120, "multi_worker: fail if the other workers are not reachable within this many seconds."
     )
