@@ -18,6 +18,13 @@ CLUSTER_RESOLVERS = ("tf_config", "slurm")
 # A warm-up the user did not set is cut to this fraction of --train_steps when it is longer:
 # BERT's warmup_proportion (Devlin et al. 2019). nanoGPT's shakespeare_char warms up for 5 %.
 DEFAULT_WARMUP_FRACTION = 0.1
+# The final figures each training command reports (dotted paths into its results.json): the
+# HParams dashboard's metrics, and what `experiments.sweep --metric` may rank trials by.
+LANGUAGE_MODEL_METRICS = ("validation.loss", "validation.perplexity", "train.loss",
+                          "tokens_per_second")
+CLASSIFIER_METRICS = ("validation.loss", "validation.accuracy", "validation.f1",
+                      "validation.precision", "validation.recall", "test.accuracy", "test.f1",
+                      "test.precision", "test.recall", "train.loss", "examples_per_second")
 
 
 def _field(default, help):  # noqa: A002 - `help` reads best at the call sites below.

@@ -22,13 +22,10 @@ import tensorflow as tf
 from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hp
 
-# The final metrics each task reports on the HParams dashboard, as dotted paths into its
-# results.json (what `experiments.sweep --metric` names too).
-LANGUAGE_MODEL_METRICS = ("validation.loss", "validation.perplexity", "train.loss",
-                          "tokens_per_second")
-CLASSIFIER_METRICS = ("validation.loss", "validation.accuracy", "validation.f1", "test.accuracy",
-                      "test.f1", "test.precision", "test.recall", "train.loss",
-                      "examples_per_second")
+from keras_llm import config as config_lib
+
+LANGUAGE_MODEL_METRICS = config_lib.LANGUAGE_MODEL_METRICS
+CLASSIFIER_METRICS = config_lib.CLASSIFIER_METRICS
 # The embedding's name in the projector checkpoint; the projector config names its tensor.
 EMBEDDING_NAME = "token_embedding"
 PROJECTOR_TENSOR = f"{EMBEDDING_NAME}/.ATTRIBUTES/VARIABLE_VALUE"
