@@ -111,7 +111,7 @@ def tensorboard(tmp_path_factory):
         def runs_loaded():
             try:
                 with urllib.request.urlopen(f"{url}/data/runs", timeout=5) as response:
-                    return "tiny/train" in json.loads(response.read())
+                    return "tiny/logs/train" in json.loads(response.read())
             except OSError:
                 return False
 
@@ -129,16 +129,19 @@ def test_every_dashboard_shows_the_run(tensorboard, tmp_path):
     os.makedirs(screenshots, exist_ok=True)
     expected = {
         # Dashboard fragment -> strings its page must show once loaded.
-        "scalars": ["tiny/train", "weight_norm", "step_time_ms", "tiny/validation"],
+        "scalars": ["tiny/logs/train", "weight_norm", "step_time_ms", "tiny/logs/validation"],
         "text": ["sample_0", "config", "--learning_rate"],
         "images": ["attention/layer_0", "attention/layer_1"],
-        "histograms": ["weights/gpt_language_model", "activations/logits"],
-        "hparams": ["learning_rate", "num_layers", "validation.loss", "tiny/logs"],
+        "histograms": ["activations/block_1", "activations/logits", "gradients/gpt_language_model"],
+        "hparams": ["learning_rate", "num_layers", "validation.loss", "Trial ID"],
     }
     driver = _browser()
     saved = []
     try:
         for dashboard, strings in expected.items():
+            # A fresh page each time: TensorBoard keeps visited dashboards in the page, so
+            # changing only the #fragment would leave the previous dashboard's text there.
+            driver.get("about:blank")
             driver.get(f"{url}/?darkMode=false#{dashboard}")
             text = _wait_for(
                 lambda: (lambda page: page if all(s in page for s in strings) else None)(
