@@ -242,7 +242,7 @@ def test_two_workers_match_mirrored_strategy_on_two_devices(tmp_path):
         reference_dir = tmp_path / "mirrored"
         preset = presets.language_model_config("shakespeare_char")
         overrides = {**TINY_FLAGS, "data_dir": data_dir, "strategy": "mirrored",
-                     "num_cpu_devices": 2}
+                     "num_cpu_devices": 2, "histogram_every": 3}
         config = dataclasses.replace(preset, **{
             section: dataclasses.replace(getattr(preset, section), **{
                 name: value for name, value in overrides.items()
