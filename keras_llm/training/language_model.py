@@ -117,8 +117,9 @@ def train_language_model(config, model_dir, log=print):
                     text = sample_text(model, tokenizer, prompt, train.sample_length,
                                        seed=train.seed)
                     tf.summary.text(f"sample_{index}", _markdown(text))
-        with trainer.evaluation_weights():
-            write_attention_maps(validation_writer, model, probe[0], step)
+        if run_directory.is_chief:  # Recomputed outside the step: only the chief writes.
+            with trainer.evaluation_weights():
+                write_attention_maps(validation_writer, model, probe[0], step)
         return {"loss": totals["loss"], "perplexity": math.exp(min(totals["loss"], 50.0)),
                 "tokens": int(totals["count"])}
 
