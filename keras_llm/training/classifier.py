@@ -119,7 +119,7 @@ def train_classifier(config, model_dir, log=print):
         if run_directory.is_chief:  # Chief-only extras: the mistakes and the attention maps.
             with trainer.evaluation_weights():
                 probabilities = validation_probabilities(model, ids["validation"])
-                write_attention_maps(validation_writer, model, probe[0], step)
+                write_attention_maps(validation_writer, model, probe[0], step, tokenizer)
             with validation_writer.as_default(step=step):
                 tf.summary.text("misclassified", mistakes_markdown(
                     splits["validation"].texts, encoded_labels["validation"], probabilities,

@@ -146,10 +146,11 @@ def probe_batch(dataset, size=4):
     return tf.nest.map_structure(lambda tensor: tensor[:size], (features, targets, mask))
 
 
-def write_attention_maps(writer, model, features, step):
+def write_attention_maps(writer, model, features, step, tokenizer=None):
     """`attention/layer_<i>` images of the first example of `features`, one per Transformer
-    block, heads tiled left to right (`attention_maps.attention_image`); nothing for a model
-    without a `TransformerBackbone`.
+    block, heads tiled left to right (`attention_maps.attention_image`; row i is query token
+    i, column j key token j), and with a `tokenizer` the text they are of (`attention/text`);
+    nothing for a model without a `TransformerBackbone`.
 
     Returns:
         int, the number of images written.
@@ -164,4 +165,7 @@ def write_attention_maps(writer, model, features, step):
     with writer.as_default(step=step):
         for index, (_, probs) in enumerate(trace):
             tf.summary.image(f"attention/layer_{index}", attention_image(probs[0]))
+        if tokenizer is not None:
+            text = tokenizer.detokenize(first["token_ids"][0]).numpy().decode("utf-8", "replace")
+            tf.summary.text("attention/text", "```\n" + text + "\n```")
     return len(trace)

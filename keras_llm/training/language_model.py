@@ -119,7 +119,7 @@ def train_language_model(config, model_dir, log=print):
                     tf.summary.text(f"sample_{index}", _markdown(text))
         if run_directory.is_chief:  # Recomputed outside the step: only the chief writes.
             with trainer.evaluation_weights():
-                write_attention_maps(validation_writer, model, probe[0], step)
+                write_attention_maps(validation_writer, model, probe[0], step, tokenizer)
         return {"loss": totals["loss"], "perplexity": math.exp(min(totals["loss"], 50.0)),
                 "tokens": int(totals["count"])}
 

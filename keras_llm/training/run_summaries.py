@@ -69,12 +69,13 @@ def write_hparams(writer, config_dict, metrics, step=0):
 
 
 def config_markdown(config_dict):
-    """The resolved config as a Markdown table: section, flag, value (`--flag=value` usable)."""
+    """The resolved config as a Markdown table: section, flag (in backticks, so Markdown keeps
+    "--"), value."""
     rows = ["| section | flag | value |", "|---|---|---|"]
     for section, values in config_dict.items():
         items = values.items() if isinstance(values, dict) else [(section, values)]
         for name, value in sorted(items):
-            rows.append(f"| {section if isinstance(values, dict) else ''} | --{name} | "
+            rows.append(f"| {section if isinstance(values, dict) else ''} | `--{name}` | "
                         f"{'' if value is None else str(value).replace('|', chr(92) + '|')} |")
     return "\n".join(rows)
 

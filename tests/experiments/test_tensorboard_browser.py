@@ -167,3 +167,19 @@ def test_every_dashboard_shows_the_run(tensorboard, tmp_path):
     finally:
         driver.quit()
     print("\nTensorBoard screenshots:\n" + "\n".join(saved))
+
+    # The projector and graph plugins read the run too (asked over HTTP: the projector draws
+    # with WebGL, which headless Chromium may lack).
+    def get(path):
+        with urllib.request.urlopen(f"{url}/data/plugin/{path}", timeout=30) as response:
+            return json.loads(response.read())
+
+    assert "tiny/logs" in get("projector/runs")
+    [embedding] = get("projector/info?run=tiny/logs")["embeddings"]
+    assert embedding["tensorName"] == "token_embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    vocabulary = json.load(open(model_dir / "tokenizer" / "vocabulary.json"))
+    assert embedding["tensorShape"] == [len(vocabulary), 32]
+    assert embedding["metadataPath"].endswith("metadata.tsv")
+    graphs = get("graphs/info")
+    assert graphs["tiny/logs/train"]["tags"]["train_step"]["profile"] is False
+    assert graphs["tiny/logs/train"]["tags"]["train_step"]["op_graph"] is True

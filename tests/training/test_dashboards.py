@@ -82,7 +82,7 @@ def test_hparams_config_table_and_final_metrics(tiny_run):
     [(step, value, plugin)] = events["config"]
     text = tf.make_ndarray(value.tensor).item().decode()
     assert plugin == "text" and step == 0
-    assert "| train | --learning_rate | 0.003 |" in text
+    assert "| train | `--learning_rate` | 0.003 |" in text
     assert text == config_markdown(saved)
 
 
@@ -129,6 +129,11 @@ def test_attention_maps_profile_and_projector(tiny_run):
     config, model_dir, _ = tiny_run
     events, _ = read_events(os.path.join(model_dir, "logs", "validation"))
     sequence_length, num_heads = config.model.sequence_length, config.model.num_heads
+    [(step, value, _)] = [e for e in events["attention/text"] if e[0] == 6]
+    text = tf.make_ndarray(value.tensor).item().decode()
+    # The first validation window: the 32 characters after the 90 % split of the corpus.
+    corpus = open(os.path.join(config.data.data_dir, "input.txt"), encoding="utf-8").read()
+    assert text == "```\n" + corpus[int(len(corpus) * 0.9):][:sequence_length] + "\n```"
     for layer in range(config.model.num_layers):
         images = events[f"attention/layer_{layer}"]
         assert [step for step, _, _ in images] == [3, 6]
