@@ -93,3 +93,24 @@ def test_interrupted_sweep_resumes_without_running_a_finished_trial_twice(tmp_pa
     board = (sweep_dir / "leaderboard.md").read_text().splitlines()
     assert len(board) == 4 and all("| finished |" in line for line in board[2:])
     assert f"best: {sweep_dir}/" in rerun.stdout
+
+
+def test_failed_trials_are_reported_with_their_error_and_do_not_stop_the_sweep(tmp_path):
+    # Random trials whose training command rejects its flags (before TensorFlow loads): each
+    # fails in about a second, and the sweep reports every one with the trainer's error line.
+    sweep_dir = tmp_path / "sweep"
+    command = _sweep(sweep_dir, "--trainer=train_classifier", "--random=2", "--seed=1",
+                     "--range=learning_rate=1e-4:1e-2:log", "--metric=validation.accuracy",
+                     "--parallel=2", extra=["--train_steps=0", "--epochs=0"])
+    process = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert process.returncode == 1, process.stdout + process.stderr
+    names = sorted(os.listdir(sweep_dir))
+    assert len([name for name in names if name.startswith(("000-", "001-"))]) == 2
+    assert "error: 2 trial(s) failed:" in process.stderr
+    board = (sweep_dir / "leaderboard.md").read_text().splitlines()
+    assert len(board) == 4
+    for line in board[2:]:
+        assert "| failed |" in line
+        assert "error: Invalid configuration: --train_steps must be >= 1; got 0." in line
+    assert "best:" not in process.stdout
