@@ -132,7 +132,8 @@ def test_every_dashboard_shows_the_run(tensorboard, tmp_path):
         "scalars": ["tiny/logs/train", "weight_norm", "step_time_ms", "tiny/logs/validation"],
         "text": ["sample_0", "config", "--learning_rate"],
         "images": ["attention/layer_0", "attention/layer_1"],
-        "histograms": ["activations/block_1", "activations/logits", "gradients/gpt_language_model"],
+        "histograms": ["activations/block_1", "activations/logits", "gradients/gpt_language_model",
+                       "position_embedding/embeddings"],
         "hparams": ["learning_rate", "num_layers", "validation.loss", "Trial ID"],
     }
     driver = _browser()
