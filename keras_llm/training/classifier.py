@@ -137,7 +137,9 @@ def train_classifier(config, model_dir, log=print):
         log_perplexity=False, checkpoint_interval=min(train.checkpoint_interval, eval_interval))
     summaries = RunSummaries(run_directory, json.loads(config_lib.to_json(config)),
                              CLASSIFIER_METRICS)
-    summaries.start(int(state.optimizer.iterations.numpy()))
+    start_step = int(state.optimizer.iterations.numpy())
+    if start_step < train_steps:  # A finished run rerun trains nothing and writes no session.
+        summaries.start(start_step)
     dashboards = Dashboards(run_directory, trainer, log_interval=train.log_interval,
                             train_steps=train_steps, histogram_every=train.histogram_every,
                             profile_steps=parse_profile_steps(train.profile_steps),
@@ -176,8 +178,9 @@ def train_classifier(config, model_dir, log=print):
         results["test"] = report
     results["wall_seconds"] = summary["wall_seconds"]
     run_directory.write_results(results, summary["start_step"] < summary["steps"], log)
-    with trainer.evaluation_weights():
-        summaries.finish(results, summary["steps"], model, tokenizer.vocabulary)
+    if summary["start_step"] < summary["steps"]:  # A finished run keeps its final summaries.
+        with trainer.evaluation_weights():
+            summaries.finish(results, summary["steps"], model, tokenizer.vocabulary)
     run_directory.close()
     return results
 

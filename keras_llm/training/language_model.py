@@ -133,7 +133,9 @@ def train_language_model(config, model_dir, log=print):
                                       units_per_step=train.batch_size * model_config.sequence_length)
     summaries = RunSummaries(run_directory, json.loads(config_lib.to_json(config)),
                              LANGUAGE_MODEL_METRICS)
-    summaries.start(int(state.optimizer.iterations.numpy()))
+    start_step = int(state.optimizer.iterations.numpy())
+    if start_step < train_steps:  # A finished run rerun trains nothing and writes no session.
+        summaries.start(start_step)
     dashboards = Dashboards(run_directory, trainer, log_interval=train.log_interval,
                             train_steps=train_steps, histogram_every=train.histogram_every,
                             profile_steps=parse_profile_steps(train.profile_steps),
@@ -162,8 +164,9 @@ def train_language_model(config, model_dir, log=print):
         "strategy": train.strategy,
     }
     run_directory.write_results(results, summary["start_step"] < summary["steps"], log)
-    with trainer.evaluation_weights():
-        summaries.finish(results, summary["steps"], model, tokenizer.vocabulary)
+    if summary["start_step"] < summary["steps"]:  # A finished run keeps its final summaries.
+        with trainer.evaluation_weights():
+            summaries.finish(results, summary["steps"], model, tokenizer.vocabulary)
     run_directory.close()
     return results
 

@@ -170,7 +170,12 @@ class RunSummaries:
         self.run_directory = run_directory
         self.config_dict = config_dict
         self.metrics = metrics
-        self.writer = run_directory.summary_writer("")
+
+    @property
+    def writer(self):
+        # Opened on first use: a writer creates its event file at once, and a finished run
+        # that is rerun writes nothing here.
+        return self.run_directory.summary_writer("")
 
     def start(self, step):
         """HParams and the config table, at the step training starts (or resumes) from."""

@@ -209,3 +209,15 @@ def test_classifier_mistakes_and_attention(tmp_path):
     root, _ = read_events(str(model_dir / "logs"))
     assert {"validation.accuracy", "test.accuracy", "test.f1"} <= set(root)
     assert scalar(root["test.accuracy"][0][1]) == pytest.approx(results["test"]["accuracy"])
+
+
+def test_rerunning_a_finished_run_writes_no_new_session(tiny_run):
+    # Last in this file: it evaluates the module's run once more.
+    config, model_dir, results = tiny_run
+    logs = os.path.join(model_dir, "logs")
+    before = sorted(os.listdir(logs))
+    again = train_language_model(config, model_dir, log=lambda *a: None)
+    assert again["resumed_from_step"] == again["steps"] == 6
+    assert sorted(os.listdir(logs)) == before  # No second event file, projector checkpoint.
+    events, files = read_events(logs)
+    assert files == 1 and len(events["_hparams_/session_start_info"]) == 1
