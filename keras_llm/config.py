@@ -18,6 +18,13 @@ CLUSTER_RESOLVERS = ("tf_config", "slurm")
 # A warm-up the user did not set is cut to this fraction of --train_steps when it is longer:
 # BERT's warmup_proportion (Devlin et al. 2019). nanoGPT's shakespeare_char warms up for 5 %.
 DEFAULT_WARMUP_FRACTION = 0.1
+# The final figures each training command reports (dotted paths into its results.json): the
+# HParams dashboard's metrics, and what `experiments.sweep --metric` may rank trials by.
+LANGUAGE_MODEL_METRICS = ("validation.loss", "validation.perplexity", "train.loss",
+                          "tokens_per_second")
+CLASSIFIER_METRICS = ("validation.loss", "validation.accuracy", "validation.f1",
+                      "validation.precision", "validation.recall", "test.accuracy", "test.f1",
+                      "test.precision", "test.recall", "train.loss", "examples_per_second")
 
 
 def _field(default, help):  # noqa: A002 - `help` reads best at the call sites below.
@@ -128,6 +135,15 @@ class TrainConfig:
         0.5, "--recover_from_nan: multiply the learning rate by this factor at every rollback."
     )
     sample_length: int = _field(200, "Tokens generated from each fixed prompt at evaluation.")
+    histogram_every: int = _field(
+        0, "Write TensorBoard histograms of the weights, the gradients and the activations (on a "
+        "fixed validation batch) every this many steps; 0 = off."
+    )
+    profile_steps: str = _field(
+        "", "START,END: capture a tf.profiler trace of training steps START..END (1-based, "
+        "inclusive) into MODEL_DIR/logs/plugins/profile; empty = off. View it in TensorBoard's "
+        "Profile tab after `pip install keras_llm[profile]` (tensorboard-plugin-profile)."
+    )
     cluster_timeout_seconds: int = _field(
         120, "multi_worker: fail if the other workers are not reachable within this many seconds."
     )

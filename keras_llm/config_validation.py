@@ -8,7 +8,26 @@ import math
 
 from keras_llm.config import CLUSTER_RESOLVERS, STRATEGIES
 
-__all__ = ["validate", "validate_classifier"]
+__all__ = ["parse_profile_steps", "validate", "validate_classifier"]
+
+
+def parse_profile_steps(text):
+    """Parses `--profile_steps`: "" -> None, "START,END" -> (START, END).
+
+    Raises:
+        ValueError: anything but two integers 1 <= START <= END separated by a comma; the
+            message says what was expected (the caller names the flag).
+    """
+    if not text:
+        return None
+    parts = text.split(",")
+    try:
+        start, end = (int(part) for part in parts)
+    except ValueError:
+        raise ValueError("empty or two integers START,END (e.g. 10,20)") from None
+    if not 1 <= start <= end:
+        raise ValueError("START,END with 1 <= START <= END (training steps are 1-based)")
+    return start, end
 
 
 class _Checker:
@@ -58,6 +77,15 @@ def _check_train(train, check):
           train.weight_average_decay)
     check(train.eval_batches >= 0, "eval_batches", ">= 0", train.eval_batches)
     check(train.sample_length >= 0, "sample_length", ">= 0", train.sample_length)
+    check(train.histogram_every >= 0, "histogram_every", ">= 0 (0 = off)", train.histogram_every)
+    try:
+        window = parse_profile_steps(train.profile_steps)
+    except ValueError as error:
+        check(False, "profile_steps", str(error), train.profile_steps)
+    else:
+        if window and not train.epochs:
+            check(window[1] <= train.train_steps, "profile_steps",
+                  f"a window ending by --train_steps={train.train_steps}", train.profile_steps)
     check(train.max_nan_recoveries >= 1, "max_nan_recoveries", ">= 1", train.max_nan_recoveries)
     check(0 < train.nan_learning_rate_factor < 1, "nan_learning_rate_factor", "in (0, 1)",
           train.nan_learning_rate_factor)

@@ -144,3 +144,27 @@ def test_every_field_has_a_help_string():
                 config_lib.ClassificationDataConfig, config_lib.ClassifierModelConfig):
         for field in dataclasses.fields(cls):
             assert field.metadata.get("help"), f"{cls.__name__}.{field.name}"
+
+
+@pytest.mark.parametrize("profile_steps, message", [
+    ("5", "--profile_steps must be empty or two integers START,END (e.g. 10,20); got '5'."),
+    ("a,b", "--profile_steps must be empty or two integers START,END (e.g. 10,20); got 'a,b'."),
+    ("0,3", "--profile_steps must be START,END with 1 <= START <= END (training steps are "
+            "1-based); got '0,3'."),
+    ("9,8", "--profile_steps must be START,END with 1 <= START <= END (training steps are "
+            "1-based); got '9,8'."),
+    ("10,2001", "--profile_steps must be a window ending by --train_steps=2000; got '10,2001'."),
+])
+def test_bad_profile_steps_are_named(profile_steps, message):
+    config = _with_train(presets.language_model_config("shakespeare_char"),
+                         profile_steps=profile_steps, histogram_every=-1)
+    with pytest.raises(ValueError) as error:
+        config_validation.validate(config)
+    assert str(error.value) == ("Invalid configuration: --histogram_every must be >= 0 (0 = off); "
+                                f"got -1. {message}")
+
+
+def test_profile_steps_parse():
+    assert config_validation.parse_profile_steps("") is None
+    assert config_validation.parse_profile_steps("3,7") == (3, 7)
+    assert config_validation.parse_profile_steps("4,4") == (4, 4)

@@ -6,25 +6,33 @@ accuracy, precision, recall, F1 and the confusion matrix, printed as a table, lo
 TensorBoard (scalars and a confusion-matrix image) and written to `MODEL_DIR/results.json`.
 """
 
+import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
+from keras_llm import config as config_lib
+from keras_llm.config_validation import parse_profile_steps
 from keras_llm.data.classification_dataset import (
     classification_dataset,
     encode_text_list,
     example_features,
     read_splits,
 )
+from keras_llm.data.features import model_inputs
 from keras_llm.data.label_vocabulary import LabelVocabulary
 from keras_llm.data.tokenizers import load_tokenizer
 from keras_llm.data.wordpiece_tokenizer import WordPieceTokenizer
 from keras_llm.evaluation.classification_metrics import confusion_matrix_image, format_report
 from keras_llm.evaluation.confusion_metrics import confusion_metrics_fn, report_from_totals
+from keras_llm.evaluation.misclassified import class_probabilities, mistakes_markdown
 from keras_llm.models.builders import build_classifier
 from keras_llm.progress import dataset_batches, evaluate_with_progress
 from keras_llm.training import losses, run_setup
+from keras_llm.training.dashboards import Dashboards, probe_batch, write_attention_maps
 from keras_llm.training.run_directory import check_training_data, training_data_fingerprint
+from keras_llm.training.run_summaries import CLASSIFIER_METRICS, RunSummaries
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.training_state import create_training_state
 
@@ -108,6 +116,9 @@ def train_classifier(config, model_dir, log=print):
 
     validation_data = evaluation_split("validation")
     validation_writer = run_directory.summary_writer("validation")
+    # Unshuffled validation batches: the histograms' batch; its first text's attention is shown.
+    probe = probe_batch(classification_dataset(ids["validation"], encoded_labels["validation"],
+                                               train.batch_size))
 
     def evaluate(step):
         report, matrix = report_from_totals(evaluate_split("validation", validation_data),
@@ -115,6 +126,14 @@ def train_classifier(config, model_dir, log=print):
         with validation_writer.as_default(step=step):
             tf.summary.image("confusion_matrix",
                              confusion_matrix_image(matrix, label_vocabulary.names))
+        if run_directory.is_chief:  # Chief-only extras: the mistakes and the attention maps.
+            with trainer.evaluation_weights():
+                probabilities = validation_probabilities(model, ids["validation"])
+                write_attention_maps(validation_writer, model, probe[0], step, tokenizer)
+            with validation_writer.as_default(step=step):
+                tf.summary.text("misclassified", mistakes_markdown(
+                    splits["validation"].texts, encoded_labels["validation"], probabilities,
+                    label_vocabulary.names))
         return {name: report[name]
                 for name in ("loss", "accuracy", "precision", "recall", "f1", "num_examples")}
 
@@ -126,8 +145,18 @@ def train_classifier(config, model_dir, log=print):
     settings = run_setup.run_settings(
         train, train_steps, eval_interval, train.batch_size, unit_name="examples",
         log_perplexity=False, checkpoint_interval=min(train.checkpoint_interval, eval_interval))
+    summaries = RunSummaries(run_directory, json.loads(config_lib.to_json(config)),
+                             CLASSIFIER_METRICS)
+    start_step = int(state.optimizer.iterations.numpy())
+    if start_step < train_steps:  # A finished run rerun trains nothing and writes no session.
+        summaries.start(start_step)
+    dashboards = Dashboards(run_directory, trainer, log_interval=train.log_interval,
+                            train_steps=train_steps, histogram_every=train.histogram_every,
+                            profile_steps=parse_profile_steps(train.profile_steps),
+                            probe_batch=probe)
     summary = run_setup.run_training_or_close(run_directory, trainer, train_dataset, evaluate,
-                                              state, settings, best=best, log=log)
+                                              state, settings, best=best, log=log,
+                                              dashboards=dashboards)
     chosen = best.restore(log) if best is not None else None
     results = {
         "task": "classification",
@@ -159,7 +188,23 @@ def train_classifier(config, model_dir, log=print):
         results["test"] = report
     results["wall_seconds"] = summary["wall_seconds"]
     run_directory.write_results(results, summary["start_step"] < summary["steps"], log)
+    if summary["start_step"] < summary["steps"]:  # A finished run keeps its final summaries.
+        with trainer.evaluation_weights():
+            summaries.finish(results, summary["steps"], model, tokenizer.vocabulary)
     run_directory.close()
     return results
+
+
+def validation_probabilities(model, ids, batch_size=256):
+    """Class probabilities `(num_texts, num_classes)` of the model on ragged token ids
+    `(num_texts, None)`, in inference mode, batch by batch on this worker alone."""
+    parts = []
+    for start in range(0, int(ids.nrows()), batch_size):
+        rows = ids[start:start + batch_size]
+        token_ids = rows.to_tensor(default_value=0)  # (batch, longest), right-padded with PAD 0
+        padding_mask = tf.sequence_mask(rows.row_lengths(), tf.shape(token_ids)[1])
+        logits = model(model_inputs(token_ids, padding_mask), training=False)
+        parts.append(class_probabilities(np.asarray(logits)))
+    return np.concatenate(parts)
 
 

@@ -6,12 +6,15 @@ the strategy's scope, then the loop. Everything that can be wrong with the input
 before anything is written to the model directory.
 """
 
+import json
 import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_llm import config as config_lib
+from keras_llm.config_validation import parse_profile_steps
 from keras_llm.data import corpora, language_model_dataset
 from keras_llm.data.character_tokenizer import CharacterTokenizer
 from keras_llm.data.features import model_inputs
@@ -21,7 +24,9 @@ from keras_llm.generation.text_sampling import sample_prompts, sample_text
 from keras_llm.models.builders import build_language_model
 from keras_llm.progress import dataset_batches, evaluate_with_progress, Progress
 from keras_llm.training import losses, run_setup
+from keras_llm.training.dashboards import Dashboards, probe_batch, write_attention_maps
 from keras_llm.training.run_directory import check_training_data, training_data_fingerprint
+from keras_llm.training.run_summaries import LANGUAGE_MODEL_METRICS, RunSummaries
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.training_state import create_training_state
 
@@ -117,6 +122,10 @@ def train_language_model(config, model_dir, log=print):
     evaluation_size = dataset_batches(evaluation_batches)  # For the ETA.
     samples_writer = run_directory.summary_writer("samples") if train.sample_length else None
     prompts = sample_prompts(tokenizer)
+    # A few validation windows: the histograms' batch; its first window's attention is shown.
+    probe = probe_batch(language_model_dataset.evaluation_dataset(
+        validation_ids, model_config.sequence_length, 4, 1))
+    validation_writer = run_directory.summary_writer("validation")
 
     def evaluate(step):
         totals = evaluate_with_progress(trainer, evaluation, "validation", evaluation_size)
@@ -126,6 +135,9 @@ def train_language_model(config, model_dir, log=print):
                     text = sample_text(model, tokenizer, prompt, train.sample_length,
                                        seed=train.seed)
                     tf.summary.text(f"sample_{index}", _markdown(text))
+        if run_directory.is_chief:  # Recomputed outside the step: only the chief writes.
+            with trainer.evaluation_weights():
+                write_attention_maps(validation_writer, model, probe[0], step, tokenizer)
         return {"loss": totals["loss"], "perplexity": math.exp(min(totals["loss"], 50.0)),
                 "tokens": int(totals["count"])}
 
@@ -137,8 +149,18 @@ def train_language_model(config, model_dir, log=print):
     best = run_setup.make_best_checkpoint(train, state, run_directory)
     settings = run_setup.run_settings(train, train_steps, eval_interval,
                                       units_per_step=train.batch_size * model_config.sequence_length)
+    summaries = RunSummaries(run_directory, json.loads(config_lib.to_json(config)),
+                             LANGUAGE_MODEL_METRICS)
+    start_step = int(state.optimizer.iterations.numpy())
+    if start_step < train_steps:  # A finished run rerun trains nothing and writes no session.
+        summaries.start(start_step)
+    dashboards = Dashboards(run_directory, trainer, log_interval=train.log_interval,
+                            train_steps=train_steps, histogram_every=train.histogram_every,
+                            profile_steps=parse_profile_steps(train.profile_steps),
+                            probe_batch=probe)
     summary = run_setup.run_training_or_close(run_directory, trainer, train_dataset, evaluate,
-                                              state, settings, best=best, log=log)
+                                              state, settings, best=best, log=log,
+                                              dashboards=dashboards)
     chosen = best.restore(log) if best is not None else None
     validation = chosen["validation"] if chosen else summary["validation"]
     results = {
@@ -160,6 +182,9 @@ def train_language_model(config, model_dir, log=print):
         "strategy": train.strategy,
     }
     run_directory.write_results(results, summary["start_step"] < summary["steps"], log)
+    if summary["start_step"] < summary["steps"]:  # A finished run keeps its final summaries.
+        with trainer.evaluation_weights():
+            summaries.finish(results, summary["steps"], model, tokenizer.vocabulary)
     run_directory.close()
     return results
 

@@ -51,7 +51,7 @@ class RunSettings:
 
 
 def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, settings, *,
-                 best=None, log=print):
+                 best=None, log=print, dashboards=None):
     """Trains from the current optimizer step up to `settings.train_steps`.
 
     Non-finite loss: the loss and the gradient norm are fetched after every step; if either is
@@ -80,6 +80,8 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
         best: optional `BestCheckpoint`; after each evaluation it keeps the checkpoint with the
             best validation metric (early-stopping model selection).
         log: a print-like function.
+        dashboards: optional `keras_llm.training.dashboards.Dashboards`, called before and after
+            every step (histograms, weight norm, graph, profile) and closed at the end.
 
     Returns:
         dict: "train_loss" (mean over the last log window, nats), "validation" (the last
@@ -120,6 +122,8 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
         with StopSignals(strategy) as stop:
             while step < train_steps:
                 step += 1
+                if dashboards is not None:
+                    dashboards.before_step(step)
                 step_start = time.perf_counter()
                 outputs = trainer.train_step(iterator)
                 # Fetching them each step catches a non-finite value within the step.
@@ -151,6 +155,8 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
                     continue
                 window_losses.append(loss)
                 last_loss = loss
+                if dashboards is not None:
+                    dashboards.after_step(step)
                 if step % settings.log_interval == 0 or step == train_steps:
                     last_loss = _log_progress(
                         train_writer, log, step, train_steps, window_losses, outputs,
@@ -176,6 +182,8 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
                                         os.path.basename(last_checkpoint))
                     raise TrainingInterrupted(stop.signal_name, step, path)
     finally:
+        if dashboards is not None:
+            dashboards.close()
         train_writer.flush()
         validation_writer.flush()
     units_per_second = (settings.units_per_step * timed_steps / timed_seconds if timed_seconds
@@ -193,6 +201,7 @@ def _log_progress(writer, log, step, train_steps, window_losses, outputs, *, sec
         "learning_rate": float(outputs["learning_rate"]),
         "gradient_norm": float(outputs["gradient_norm"]),
         f"{unit_name}_per_second": units_per_second,
+        "step_time_ms": 1000 * seconds_per_step,
     }
     if log_perplexity:
         scalars["perplexity"] = math.exp(min(mean_loss, 50.0))

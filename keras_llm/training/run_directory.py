@@ -172,6 +172,7 @@ class RunDirectory:
         self.is_chief = is_chief(strategy)
         self._temporary = None if self.is_chief else tempfile.mkdtemp(prefix="keras_llm-worker-")
         self.path = model_dir if self.is_chief else self._temporary
+        self._writers = {}
         os.makedirs(self.path, exist_ok=True)
 
     @property
@@ -241,10 +242,15 @@ class RunDirectory:
             self.write_json("results.json", results)
 
     def summary_writer(self, name):
-        """A TensorBoard writer for `logs/<name>` on the chief, a no-op writer elsewhere."""
+        """A TensorBoard writer for `logs/<name>` (`""`: `logs/` itself) on the chief, a no-op
+        writer elsewhere. One writer per folder: asking again returns the same writer, so a
+        folder gets one event file per process, not one per caller."""
         if not self.is_chief:
             return tf.summary.create_noop_writer()
-        return tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", name))
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(
+                os.path.join(self.model_dir, "logs", name))
+        return self._writers[name]
 
     def close(self):
         if self._temporary:

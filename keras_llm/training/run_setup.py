@@ -184,7 +184,7 @@ def make_best_checkpoint(train_config, state, run_directory):
 
 
 def run_training_or_close(run_directory, trainer, train_dataset_fn, evaluate_fn, state, settings,
-                          *, best=None, log=print):
+                          *, best=None, log=print, dashboards=None):
     """`loop.run_training(...)`; when it fails or is interrupted, `run_directory.close()` first.
 
     Closing removes a worker's temporary directory; on success the task closes it after writing
@@ -192,7 +192,7 @@ def run_training_or_close(run_directory, trainer, train_dataset_fn, evaluate_fn,
     """
     try:
         return loop.run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory,
-                                 settings, best=best, log=log)
+                                 settings, best=best, log=log, dashboards=dashboards)
     except BaseException:  # Interrupted or failed: still remove a worker's temporary files.
         run_directory.close()
         raise

@@ -5,6 +5,7 @@ The launcher tests run plain `python -c` workers (no TensorFlow, about a second 
 `experiments.train_lm`, as a user would.
 """
 
+import collections
 import dataclasses
 import io
 import json
@@ -254,7 +255,8 @@ def test_two_workers_match_mirrored_strategy_on_two_devices(tmp_path):
     environment = {**os.environ, "TMPDIR": str(worker_tmp), "TF_CPP_MIN_LOG_LEVEL": "0"}
     command = [PYTHON, "-m", "experiments.launch_local", "--num_workers=2",
                "--threads_per_worker=1", "--timeout_seconds=240", "--"] + _train_lm_command(
-        str(worker_model_dir), data_dir, strategy="multi_worker", cluster_timeout_seconds=120)
+        str(worker_model_dir), data_dir, strategy="multi_worker", cluster_timeout_seconds=120,
+        histogram_every=3)
     started = time.monotonic()
     workers = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -264,7 +266,7 @@ def test_two_workers_match_mirrored_strategy_on_two_devices(tmp_path):
         reference_dir = tmp_path / "mirrored"
         preset = presets.language_model_config("shakespeare_char")
         overrides = {**TINY_FLAGS, "data_dir": data_dir, "strategy": "mirrored",
-                     "num_cpu_devices": 2}
+                     "num_cpu_devices": 2, "histogram_every": 3}
         config = dataclasses.replace(preset, **{
             section: dataclasses.replace(getattr(preset, section), **{
                 name: value for name, value in overrides.items()
@@ -318,10 +320,24 @@ def test_two_workers_match_mirrored_strategy_on_two_devices(tmp_path):
                                                     "results.json", "tokenizer",
                                                     "training_data.json"]
     logs = worker_model_dir / "logs"
-    assert {"train", "validation"} <= set(os.listdir(logs)) <= {"train", "validation", "samples"}
-    for folder in logs.iterdir():
-        assert len(list(folder.iterdir())) == 1, list(folder.iterdir())
+    folders = {path.name for path in logs.iterdir() if path.is_dir()}
+    assert {"train", "validation"} <= folders <= {"train", "validation", "samples"}
+    for folder in [logs] + [logs / name for name in folders]:  # logs/: HParams, projector.
+        assert len(list(folder.glob("events.out.tfevents.*"))) == 1, list(folder.iterdir())
     assert os.listdir(worker_tmp) == []
+    # The chief's dashboards, once: one HParams session, histograms at steps 3 and 6.
+    root_tags = collections.Counter(
+        value.tag for path in logs.glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value)
+    assert root_tags["_hparams_/session_start_info"] == 1 and root_tags["validation.loss"] == 1
+    train_steps = collections.defaultdict(list)
+    for path in (logs / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                train_steps[value.tag].append(event.step)
+    assert train_steps["activations/logits"] == [3, 6]
+    assert train_steps["weight_norm"] == list(range(1, 7)) and train_steps["train_step"] == [1]
+    assert (logs / "projector_config.pbtxt").exists()
     assert [p for p in tmp_path.rglob("events.out.tfevents*") if logs not in p.parents
             and reference_dir not in p.parents] == []
 
