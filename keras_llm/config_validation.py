@@ -6,7 +6,7 @@ Needs no TensorFlow (nor `keras_llm.training`), so every command can check its f
 
 import math
 
-from keras_llm.config import CLUSTER_RESOLVERS, STRATEGIES
+from keras_llm.config import CLUSTER_RESOLVERS, DTYPE_POLICIES, JIT_COMPILE_MODES, STRATEGIES
 
 __all__ = ["validate", "validate_classifier"]
 
@@ -32,7 +32,8 @@ def _check_train(train, check):
     check(train.cluster_resolver in CLUSTER_RESOLVERS, "cluster_resolver",
           " or ".join(CLUSTER_RESOLVERS), train.cluster_resolver)
     for name in ("num_cpu_devices", "batch_size", "gradient_accumulation_steps", "train_steps",
-                 "eval_interval", "log_interval", "checkpoint_interval", "max_checkpoints"):
+                 "eval_interval", "log_interval", "checkpoint_interval", "max_checkpoints",
+                 "steps_per_execution"):
         check(getattr(train, name) >= 1, name, ">= 1", getattr(train, name))
     check(train.batch_size % max(train.gradient_accumulation_steps, 1) == 0, "batch_size",
           f"divisible by --gradient_accumulation_steps={train.gradient_accumulation_steps}",

@@ -124,8 +124,18 @@ def run_training_or_close(run_directory, trainer, train_dataset_fn, evaluate_fn,
         raise
 
 
+def resolve_jit_compile(train_config, kind):
+    """Whether the train step is XLA-compiled: --jit_compile, with auto on for language models
+    (one batch shape) and off for classifiers (batches padded to their longest text: XLA would
+    compile again for every new length)."""
+    if train_config.jit_compile == "auto":
+        return kind == "language-model"
+    return train_config.jit_compile == "true"
+
+
 def run_settings(train_config, train_steps, eval_interval, units_per_step, *, unit_name="tokens",
-                 log_perplexity=True, checkpoint_interval=None):
+                 log_perplexity=True, checkpoint_interval=None, flops_per_step=0.0,
+                 peak_flops_per_second=0.0):
     """The `loop.RunSettings` of a `TrainConfig` and the task's resolved figures.
 
     Args:
@@ -136,6 +146,7 @@ def run_settings(train_config, train_steps, eval_interval, units_per_step, *, un
         unit_name: "tokens" or "examples".
         log_perplexity: also log exp(loss).
         checkpoint_interval: overrides `--checkpoint_interval` (None: keep it).
+        flops_per_step, peak_flops_per_second: for the model FLOPs utilization (0: none).
     """
     return loop.RunSettings(
         train_steps=train_steps, eval_interval=eval_interval,
@@ -145,4 +156,6 @@ def run_settings(train_config, train_steps, eval_interval, units_per_step, *, un
         units_per_step=units_per_step, unit_name=unit_name, log_perplexity=log_perplexity,
         nan_recoveries=train_config.max_nan_recoveries if train_config.recover_from_nan else 0,
         nan_learning_rate_factor=train_config.nan_learning_rate_factor,
+        steps_per_execution=train_config.steps_per_execution,
+        flops_per_step=flops_per_step, peak_flops_per_second=peak_flops_per_second,
     )
