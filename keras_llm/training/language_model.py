@@ -92,7 +92,7 @@ def train_language_model(config, model_dir, log=print):
     trainer = Trainer(strategy, model, state.optimizer, losses.token_cross_entropy,
                       train.gradient_clip_norm, train.gradient_accumulation_steps,
                       weight_average=state.weight_average,
-                      jit_compile=run_setup.resolve_jit_compile(train, "language-model"))
+                      jit_compile=run_setup.resolve_jit_compile(train, model_config.architecture))
     evaluation = strategy.experimental_distribute_dataset(
         language_model_dataset.evaluation_dataset(
             validation_ids, model_config.sequence_length, train.batch_size, train.eval_batches
