@@ -273,9 +273,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    (gpt, lstm), status = check_flags(_settings)
+    configs, status = check_flags(_settings)
     if status:
         return status
+    gpt, lstm = configs
     import tensorflow as tf
 
     import keras_llm.training.benchmark as bench

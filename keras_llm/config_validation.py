@@ -60,6 +60,13 @@ def _check_train(train, check):
     check(train.max_nan_recoveries >= 1, "max_nan_recoveries", ">= 1", train.max_nan_recoveries)
     check(0 < train.nan_learning_rate_factor < 1, "nan_learning_rate_factor", "in (0, 1)",
           train.nan_learning_rate_factor)
+    check(train.jit_compile in JIT_COMPILE_MODES, "jit_compile", " or ".join(JIT_COMPILE_MODES),
+          train.jit_compile)
+    check(train.dtype_policy in DTYPE_POLICIES, "dtype_policy", " or ".join(DTYPE_POLICIES),
+          train.dtype_policy)
+    for name in ("intra_op_threads", "inter_op_threads"):
+        check(getattr(train, name) >= 0, name, ">= 0 (0: TensorFlow's default)",
+              getattr(train, name))
 
 
 def _check_transformer_shape(check, hidden_dim, num_heads, intermediate_dim):
