@@ -12,9 +12,10 @@ Rows (synthetic token ids of the preset's vocabulary; warm-up excluded; medians 
   `GPT2Backbone` + tied head trained with `fit`, jit_compile off and on ("not installed" without
   `pip install -e ".[bench]"`). Ratio: our tokens/s over KerasHub's faster setting.
 - lstm: the LSTM language model step against a plain Keras Embedding -> LSTM -> Dense `fit`.
-- mfu: model FLOP/s (6N + 12LdT per token, PaLM appendix B, nanoGPT's `estimate_mfu`) over the
-  float32 peak of large square matmuls, and over the peak of the model's own matmul shapes,
-  both measured in this run.
+- MFU: model FLOP/s (6N + 12LdT per token, PaLM appendix B, nanoGPT's `estimate_mfu`) over the
+  float32 FLOP/s of a 2048 x 2048 matmul, and over that of the model's own matmul shapes, both
+  timed in the same alternating rounds as the steps (a shared machine's peak moves with its
+  load); each sweep row against its own.
 - pipeline: the real input pipeline (window, shuffle, batch, distribute over token ids) against
   batches built beforehand in memory.
 - scaling: 2 logical CPU devices vs 1 (MirroredStrategy) and 2 local workers vs 1
@@ -79,7 +80,7 @@ def _row(table, section, name, seconds, tokens, flops_per_step=None, peak=None, 
     return row
 
 
-def _gpt_rows(config, vocabulary_size, peak, table, log):
+def _gpt_rows(config, vocabulary_size, table, log):
     import keras_llm.training.benchmark as bench
 
     tokens = config.train.batch_size * config.model.sequence_length
@@ -94,27 +95,31 @@ def _gpt_rows(config, vocabulary_size, peak, table, log):
         peers[name] = runner
         if runner is not None:
             contenders[name] = runner
+    # The peaks are timed in the same alternating rounds as the steps (see matmul_runner).
+    square, square_flops = bench.square_matmul_runner()
+    shapes, shape_flops = bench.matmul_runner(bench.gpt_matmul_shapes(
+        config.model, vocabulary_size, config.train.batch_size))
+    contenders.update({"large matmul": square, "model's matmul shapes": shapes})
     log(f"gpt: timing {len(contenders)} contenders, {FLAGS.repeats} x {FLAGS.steps} steps ...")
     seconds = bench.alternate(contenders, FLAGS.steps, FLAGS.repeats)
+    peak = square_flops / seconds.pop("large matmul")
+    shape_peak = shape_flops / seconds.pop("model's matmul shapes")
     flops_per_step = bench.flops_per_step(config, model.count_params())
     installed = [seconds[name] for name in peers if peers[name] is not None]
     best_peer = min(installed) if installed else None
-    for name in list(contenders) + [n for n in peers if peers[n] is None]:
+    for name in list(seconds) + [n for n in peers if peers[n] is None]:
         value = seconds.get(name)
         ratio = best_peer / value if (best_peer and value) else None
         _row(table, "gpt", name, value, tokens, flops_per_step, peak,
              vs_keras_hub_best=ratio)
-    shape_peak = bench.shape_peak_flops_per_second(bench.gpt_matmul_shapes(
-        config.model, vocabulary_size, config.train.batch_size))
-    mfu = {"flops_per_step": flops_per_step, "parameters": int(model.count_params()),
-           "large_matmul_peak_flops_per_second": peak,
-           "model_shapes_peak_flops_per_second": shape_peak,
-           "mfu_of_large_matmul_peak": flops_per_step / seconds["keras_llm"] / peak,
-           "mfu_of_model_shapes_peak": flops_per_step / seconds["keras_llm"] / shape_peak}
-    return mfu
+    return {"flops_per_step": flops_per_step, "parameters": int(model.count_params()),
+            "large_matmul_peak_flops_per_second": peak,
+            "model_shapes_peak_flops_per_second": shape_peak,
+            "mfu_of_large_matmul_peak": flops_per_step / seconds["keras_llm"] / peak,
+            "mfu_of_model_shapes_peak": flops_per_step / seconds["keras_llm"] / shape_peak}
 
 
-def _lstm_rows(config, vocabulary_size, peak, table, log):
+def _lstm_rows(config, vocabulary_size, table, log):
     import keras_llm.training.benchmark as bench
 
     tokens = config.train.batch_size * config.model.sequence_length
@@ -123,8 +128,11 @@ def _lstm_rows(config, vocabulary_size, peak, table, log):
     for jit in (False, True):
         contenders[f"Keras LSTM fit (jit_compile {'on' if jit else 'off'})"] = \
             bench.keras_lstm_fit(config, vocabulary_size, jit)
+    square, square_flops = bench.square_matmul_runner()
+    contenders["large matmul"] = square
     log(f"lstm: timing {len(contenders)} contenders ...")
     seconds = bench.alternate(contenders, FLAGS.steps, FLAGS.repeats)
+    peak = square_flops / seconds.pop("large matmul")
     best_peer = min(value for name, value in seconds.items() if name != "keras_llm LSTM")
     flops_per_step = bench.flops_per_step(config, model.count_params())
     for name, value in seconds.items():
@@ -215,7 +223,7 @@ def _generation_rows(config, vocabulary_size, table, log):
     table.append(row)
 
 
-def _sweep_rows(config, vocabulary_size, peak, table, log):
+def _sweep_rows(config, vocabulary_size, table, log):
     import keras_llm.training.benchmark as bench
 
     for hidden_dim, sequence_length, num_layers in SWEEP:
@@ -225,14 +233,19 @@ def _sweep_rows(config, vocabulary_size, peak, table, log):
         ours, model, _ = bench.keras_llm_step(sized, vocabulary_size)
         # The largest shape takes seconds per step on 2 cores: fewer, shorter rounds.
         steps, repeats = max(2, FLAGS.steps // 16), min(FLAGS.repeats, 3)
-        seconds = bench.alternate({"keras_llm": ours}, steps, repeats)["keras_llm"]
+        square, square_flops = bench.square_matmul_runner()
+        shapes, shape_flops = bench.matmul_runner(bench.gpt_matmul_shapes(
+            sized.model, vocabulary_size, sized.train.batch_size))
+        seconds = bench.alternate({"keras_llm": ours, "large matmul": square,
+                                   "model's matmul shapes": shapes}, steps, repeats)
+        peak = square_flops / seconds["large matmul"]
         tokens = sized.train.batch_size * sequence_length
         flops_per_step = bench.flops_per_step(sized, model.count_params())
-        shape_peak = bench.shape_peak_flops_per_second(bench.gpt_matmul_shapes(
-            sized.model, vocabulary_size, sized.train.batch_size))
-        _row(table, "sweep", f"d={hidden_dim} T={sequence_length} L={num_layers}", seconds,
-             tokens, flops_per_step, peak, parameters=int(model.count_params()),
-             mfu_of_model_shapes_peak=flops_per_step / seconds / shape_peak)
+        _row(table, "sweep", f"d={hidden_dim} T={sequence_length} L={num_layers}",
+             seconds["keras_llm"], tokens, flops_per_step, peak,
+             parameters=int(model.count_params()), peak_flops_per_second=peak,
+             mfu_of_model_shapes_peak=(flops_per_step / seconds["keras_llm"]
+                                       / (shape_flops / seconds["model's matmul shapes"])))
 
 
 def format_table(machine, table, mfu):
@@ -244,6 +257,7 @@ def format_table(machine, table, mfu):
             f"float32 matmul peak: {mfu['large_matmul_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
             f"(large squares), {mfu['model_shapes_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
             f"(the GPT's own matmul shapes); model {mfu['flops_per_step'] / 1e9:.2f} GFLOP/step")
+    lines.append("MFU: model FLOP/s over the large-matmul FLOP/s timed in the same rounds")
     lines.append(f"{'section':<10} {'contender':<40} {'ms/step':>8} {'tokens/s':>10} "
                  f"{'ratio':>7} {'MFU':>6}")
     for row in table:
@@ -282,7 +296,6 @@ def main(argv):
 
     import keras_llm.training.benchmark as bench
     from keras_llm.generation.benchmark import machine_description
-    from keras_llm.training.flops import measure_matmul_peak
 
     def log(message):
         print(message, file=sys.stderr, flush=True)
@@ -292,18 +305,17 @@ def main(argv):
         lstm = bench.with_train(lstm, steps_per_execution=FLAGS.steps_per_execution)
     vocabulary_size = FLAGS.benchmark_vocabulary_size
     machine = dict(machine_description(), tensorflow=tf.__version__)
-    peak = measure_matmul_peak()
     table, mfu = [], None
     if "gpt" not in FLAGS.skip:
-        mfu = _gpt_rows(gpt, vocabulary_size, peak, table, log)
+        mfu = _gpt_rows(gpt, vocabulary_size, table, log)
     if "lstm" not in FLAGS.skip:
-        _lstm_rows(lstm, vocabulary_size, peak, table, log)
+        _lstm_rows(lstm, vocabulary_size, table, log)
     if "pipeline" not in FLAGS.skip:
         _pipeline_rows(gpt, vocabulary_size, table, log)
     if "generation" not in FLAGS.skip:
         _generation_rows(gpt, vocabulary_size, table, log)
     if FLAGS.sweep:
-        _sweep_rows(gpt, vocabulary_size, peak, table, log)
+        _sweep_rows(gpt, vocabulary_size, table, log)
     if "scaling" not in FLAGS.skip:
         _scaling_rows(gpt, table, log)
     text = format_table(machine, table, mfu)
@@ -312,8 +324,7 @@ def main(argv):
     if FLAGS.output:
         with open(FLAGS.output, "w", encoding="utf-8") as file:
             json.dump({"machine": machine, "preset": FLAGS.preset, "lstm_preset": FLAGS.lstm_preset,
-                       "steps": FLAGS.steps, "repeats": FLAGS.repeats,
-                       "large_matmul_peak_flops_per_second": peak, "gpt_mfu": mfu,
+                       "steps": FLAGS.steps, "repeats": FLAGS.repeats, "gpt_mfu": mfu,
                        "rows": table}, file, indent=2)
     return 0
 

@@ -193,27 +193,34 @@ def gpt_matmul_shapes(model_config, vocabulary_size, batch_size):
     ]
 
 
-def shape_peak_flops_per_second(shapes, repeats=5, unrolled=16):
-    """FLOP/s the model's own matmul shapes reach: their FLOPs over the time they take alone.
+def matmul_runner(shapes):
+    """`run(num_steps)` that runs the matmuls of `shapes` (`(count, batch, m, k, n)`, as
+    `gpt_matmul_shapes` gives: `count` independent matmuls of each, in one compiled call) once
+    per step, and the FLOPs of one step.
 
-    Each shape is timed as `unrolled` independent `tf.matmul`s in one compiled call (so the
-    per-call dispatch, a fixed cost, does not count), best of `repeats`.
+    Timed among the contenders of `alternate`, it gives the matmul FLOP/s of the same moments as
+    the model's figures: on a shared machine a peak measured at another time is not comparable.
     """
-    total_flops, total_seconds = 0.0, 0.0
+    pairs, step_flops = [], 0.0
     for count, batch, m, k, n in shapes:
-        pairs = [(tf.random.stateless_normal((batch, m, k), seed=(1, i)),
-                  tf.random.stateless_normal((batch, k, n), seed=(2, i))) for i in range(unrolled)]
-        multiply = tf.function(lambda pairs: tf.add_n(
-            [tf.reduce_sum(tf.matmul(a, b)) for a, b in pairs]))
-        multiply(pairs).numpy()
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            multiply(pairs).numpy()
-            best = min(best, (time.perf_counter() - start) / unrolled)
-        total_flops += count * 2.0 * batch * m * k * n
-        total_seconds += count * best
-    return total_flops / total_seconds
+        pairs += [(tf.random.stateless_normal((batch, m, k), seed=(1, i)),
+                   tf.random.stateless_normal((batch, k, n), seed=(2, i))) for i in range(count)]
+        step_flops += count * 2.0 * batch * m * k * n
+    multiply = tf.function(lambda pairs: tf.add_n([tf.reduce_sum(tf.matmul(a, b))
+                                                   for a, b in pairs]))
+
+    def run(num_steps):
+        for _ in range(num_steps):
+            value = multiply(pairs)
+        value.numpy()
+
+    return run, step_flops
+
+
+def square_matmul_runner(size=2048):
+    """`matmul_runner` of one `(size, size) @ (size, size)` matmul (2 size^3 FLOPs) per step:
+    the large-matmul peak, timed among the contenders."""
+    return matmul_runner([(1, 1, size, size, size)])
 
 
 def flops_per_step(config, num_parameters):
