@@ -15,6 +15,11 @@ import os
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # Where multi_worker reads the cluster from: the TF_CONFIG variable, or a SLURM job step.
 CLUSTER_RESOLVERS = ("tf_config", "slurm")
+# --jit_compile values: auto compiles the train step with XLA where batches have one shape
+# (language models); classifiers pad each batch to its longest text, and XLA compiles once per shape.
+JIT_COMPILE_MODES = ("auto", "true", "false")
+# --dtype_policy values (Keras mixed precision policies).
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # A warm-up the user did not set is cut to this fraction of --train_steps when it is longer:
 # BERT's warmup_proportion (Devlin et al. 2019). nanoGPT's shakespeare_char warms up for 5 %.
 DEFAULT_WARMUP_FRACTION = 0.1
@@ -149,6 +154,31 @@ class TrainConfig:
     )
     cluster_resolver: str = _field(
         "tf_config", "multi_worker: where the cluster comes from: tf_config (TF_CONFIG) or slurm."
+    )
+    steps_per_execution: int = _field(
+        16, "Optimizer steps per compiled call (Keras's steps_per_execution): one host sync per "
+        "call; each step's loss is still logged and NaN-checked. Calls end at every log, "
+        "evaluation and checkpoint step, and a stop signal is honoured at the end of a call."
+    )
+    jit_compile: str = _field(
+        "auto", "Compile the train step with XLA: true, false, or auto (true for the GPT; false "
+        "for the LSTM, which XLA makes slower on CPU, and for classifiers, whose batches vary "
+        "in length and would recompile)."
+    )
+    dtype_policy: str = _field(
+        "float32", "float32, mixed_bfloat16 or mixed_float16 (Keras mixed precision; softmax, "
+        "loss and labels stay float32). Mixed policies need native hardware support (bfloat16: "
+        "a CPU with avx512_bf16 or AMX, or a GPU of compute capability >= 8.0; float16: a GPU "
+        ">= 7.0) unless --force_dtype_policy."
+    )
+    force_dtype_policy: bool = _field(
+        False, "Use --dtype_policy even without native hardware support (emulated: slower)."
+    )
+    intra_op_threads: int = _field(
+        0, "Threads inside one TensorFlow op (and XLA); 0: TensorFlow's default (all cores)."
+    )
+    inter_op_threads: int = _field(
+        0, "Independent TensorFlow ops run at once; 0: TensorFlow's default."
     )
 
 

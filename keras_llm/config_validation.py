@@ -6,7 +6,7 @@ Needs no TensorFlow (nor `keras_llm.training`), so every command can check its f
 
 import math
 
-from keras_llm.config import CLUSTER_RESOLVERS, STRATEGIES
+from keras_llm.config import CLUSTER_RESOLVERS, DTYPE_POLICIES, JIT_COMPILE_MODES, STRATEGIES
 
 __all__ = ["parse_profile_steps", "validate", "validate_classifier"]
 
@@ -51,7 +51,8 @@ def _check_train(train, check):
     check(train.cluster_resolver in CLUSTER_RESOLVERS, "cluster_resolver",
           " or ".join(CLUSTER_RESOLVERS), train.cluster_resolver)
     for name in ("num_cpu_devices", "batch_size", "gradient_accumulation_steps", "train_steps",
-                 "eval_interval", "log_interval", "checkpoint_interval", "max_checkpoints"):
+                 "eval_interval", "log_interval", "checkpoint_interval", "max_checkpoints",
+                 "steps_per_execution"):
         check(getattr(train, name) >= 1, name, ">= 1", getattr(train, name))
     check(train.batch_size % max(train.gradient_accumulation_steps, 1) == 0, "batch_size",
           f"divisible by --gradient_accumulation_steps={train.gradient_accumulation_steps}",
@@ -89,6 +90,13 @@ def _check_train(train, check):
     check(train.max_nan_recoveries >= 1, "max_nan_recoveries", ">= 1", train.max_nan_recoveries)
     check(0 < train.nan_learning_rate_factor < 1, "nan_learning_rate_factor", "in (0, 1)",
           train.nan_learning_rate_factor)
+    check(train.jit_compile in JIT_COMPILE_MODES, "jit_compile", " or ".join(JIT_COMPILE_MODES),
+          train.jit_compile)
+    check(train.dtype_policy in DTYPE_POLICIES, "dtype_policy", " or ".join(DTYPE_POLICIES),
+          train.dtype_policy)
+    for name in ("intra_op_threads", "inter_op_threads"):
+        check(getattr(train, name) >= 0, name, ">= 0 (0: TensorFlow's default)",
+              getattr(train, name))
 
 
 def _check_transformer_shape(check, hidden_dim, num_heads, intermediate_dim):

@@ -1,5 +1,13 @@
-"""Times the real training step on synthetic data (see experiments/benchmark_train.py)."""
+"""Times the training step on synthetic batches, against peers measured in the same process.
 
+Used by `experiments/benchmark.py` (the side-by-side table) and `experiments/benchmark_train.py`
+(one configuration, one figure). Every contender runs on the same synthetic token ids, warm-up
+(tracing, compilation) excluded; contenders are timed in alternating rounds and compared by
+medians, because machines here are shared and only ratios measured in one run mean something.
+"""
+
+import dataclasses
+import statistics
 import time
 
 import keras
@@ -8,48 +16,245 @@ import tensorflow as tf
 
 from keras_llm.data.features import model_inputs
 from keras_llm.models.builders import build_language_model
-from keras_llm.training import losses, optimizer as optimizer_lib
+from keras_llm.training import flops, losses, optimizer as optimizer_lib
+from keras_llm.training.run_setup import resolve_jit_compile
 from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
 
 
+def alternate(contenders, steps, repeats):
+    """Median seconds per step of each contender, timed in alternating rounds.
+
+    Args:
+        contenders: dict name -> `run(num_steps)`, which trains that many steps and returns once
+            their results are on the host.
+        steps: int, steps per timed call.
+        repeats: int, rounds; each round times every contender once, in turn.
+
+    Returns:
+        dict name -> median seconds per step. Each contender runs one untimed call first.
+    """
+    for run in contenders.values():
+        run(steps)  # Tracing, compilation, first allocations.
+    seconds = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run(steps)
+            seconds[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def synthetic_token_ids(batch_size, sequence_length, vocabulary_size, seed=0, batches=16):
+    """int32 `(batches, batch_size, sequence_length + 1)` uniform token ids: inputs and targets."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, vocabulary_size, (batches, batch_size, sequence_length + 1),
+                        dtype=np.int32)
+
+
+def prebuilt_dataset(ids):
+    """An endless `tf.data.Dataset` of `(features, targets, mask)` global batches from `ids`
+    `(batches, batch_size, sequence_length + 1)`: the batches already built, in memory."""
+    inputs, targets = ids[..., :-1], ids[..., 1:]
+    return tf.data.Dataset.from_tensor_slices(
+        (model_inputs(inputs, np.ones(inputs.shape, bool)), targets,
+         np.ones(targets.shape, np.float32))
+    ).repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def keras_llm_step(config, vocabulary_size, strategy=None, dataset=None, seed=0):
+    """keras_llm's real training step for `config`: `run(num_steps)` and the model.
+
+    The optimizer is the one training builds from the same flags (AdamW, schedule); the
+    Trainer gets `--gradient_clip_norm`, `--jit_compile` and runs `--steps_per_execution`
+    steps per call, reading every step's loss as the training loop does.
+
+    Args:
+        config: a `LanguageModelConfig`.
+        vocabulary_size: int.
+        strategy: a `tf.distribute.Strategy`; None: the one `config.train.strategy` names.
+        dataset: a `tf.data.Dataset` of global batches; None: `prebuilt_dataset` of synthetic ids.
+        seed: the Keras seed for the initial weights.
+
+    Returns:
+        `(run, model, strategy)`.
+    """
+    model_config, train = config.model, config.train
+    if strategy is None:
+        strategy = make_strategy(train.strategy, train.num_cpu_devices,
+                                 train.cluster_timeout_seconds, train.cluster_resolver)
+    if dataset is None:
+        dataset = prebuilt_dataset(synthetic_token_ids(
+            train.batch_size, model_config.sequence_length, vocabulary_size, seed))
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = build_language_model(model_config, vocabulary_size)
+        model(model_inputs(tf.zeros((1, model_config.sequence_length), tf.int32)))
+        optimizer = optimizer_lib.make_optimizer(
+            model, train, optimizer_lib.make_schedule(train, train.train_steps))
+    trainer = Trainer(strategy, model, optimizer, losses.token_cross_entropy,
+                      train.gradient_clip_norm, train.gradient_accumulation_steps,
+                      jit_compile=resolve_jit_compile(train, model_config.architecture))
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    chunk = train.steps_per_execution
+
+    def run(num_steps):
+        done = 0
+        while done < num_steps:
+            length = min(chunk, num_steps - done)
+            trainer.train_steps(iterator, tf.constant(length))["loss"].numpy()
+            done += length
+
+    return run, model, strategy
+
+
+def _fit_runner(model, ids):
+    """`run(num_steps)`: `model.fit` over the batches of `ids` for that many steps, silently."""
+    inputs, targets = ids[..., :-1], ids[..., 1:]
+    dataset = tf.data.Dataset.from_tensor_slices(
+        ({"token_ids": inputs, "padding_mask": np.ones(inputs.shape, bool)}, targets)
+    ).repeat().prefetch(tf.data.AUTOTUNE)
+
+    def run(num_steps):
+        model.fit(dataset, steps_per_epoch=num_steps, epochs=1, verbose=0)
+
+    return run
+
+
+def _peer_optimizer(train):
+    """Keras AdamW with the run's betas, decay and global-norm clip (constant rate: the same
+    arithmetic per step as our schedule)."""
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=train.learning_rate, weight_decay=train.weight_decay,
+        beta_1=train.beta_1, beta_2=train.beta_2,
+        global_clipnorm=train.gradient_clip_norm or None)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings"])
+    return optimizer
+
+
+def keras_hub_gpt_fit(config, vocabulary_size, jit_compile, seed=0):
+    """KerasHub's `GPT2Backbone` + tied head (`GPT2CausalLM`) of `config`'s shape, trained with
+    `fit` on the same synthetic batches: `run(num_steps)`, or None without keras-hub."""
+    try:
+        import keras_hub
+    except ImportError:
+        return None
+    model_config, train = config.model, config.train
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=vocabulary_size, num_layers=model_config.num_layers,
+        num_heads=model_config.num_heads, hidden_dim=model_config.hidden_dim,
+        intermediate_dim=model_config.intermediate_dim or 4 * model_config.hidden_dim,
+        dropout=model_config.dropout, max_sequence_length=model_config.sequence_length)
+    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    model.compile(optimizer=_peer_optimizer(train),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile)
+    return _fit_runner(model, synthetic_token_ids(
+        train.batch_size, model_config.sequence_length, vocabulary_size, seed))
+
+
+def keras_lstm_fit(config, vocabulary_size, jit_compile, seed=0):
+    """A plain Keras Embedding -> LSTM x num_layers -> Dense of `config`'s LSTM shape, trained
+    with `fit` on the same synthetic batches: `run(num_steps)`."""
+    model_config, train = config.model, config.train
+    keras.utils.set_random_seed(seed)
+    token_ids = keras.Input((model_config.sequence_length,), dtype="int32", name="token_ids")
+    padding_mask = keras.Input((model_config.sequence_length,), dtype="bool", name="padding_mask")
+    x = keras.layers.Embedding(vocabulary_size, model_config.hidden_dim)(token_ids)
+    for _ in range(model_config.num_layers):
+        x = keras.layers.LSTM(model_config.hidden_dim, return_sequences=True)(x)
+    logits = keras.layers.Dense(vocabulary_size)(x)
+    model = keras.Model({"token_ids": token_ids, "padding_mask": padding_mask}, logits)
+    model.compile(optimizer=_peer_optimizer(train),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile)
+    return _fit_runner(model, synthetic_token_ids(
+        train.batch_size, model_config.sequence_length, vocabulary_size, seed))
+
+
+def gpt_matmul_shapes(model_config, vocabulary_size, batch_size):
+    """The forward matmuls of one GPT step as `(count, batch, m, k, n)`: `count` matmuls of
+    `batch` x `(m, k) @ (k, n)` (the backward pass runs each twice more, transposed)."""
+    tokens, d, t = batch_size * model_config.sequence_length, model_config.hidden_dim, \
+        model_config.sequence_length
+    ff = model_config.intermediate_dim or 4 * d
+    heads = batch_size * model_config.num_heads
+    head_dim = d // model_config.num_heads
+    layers = model_config.num_layers
+    return [
+        (layers, 1, tokens, d, 3 * d),  # fused query/key/value
+        (layers, heads, t, head_dim, t),  # Q K^T
+        (layers, heads, t, t, head_dim),  # attention x V
+        (layers, 1, tokens, d, d),  # output projection
+        (layers, 1, tokens, d, ff),  # MLP up
+        (layers, 1, tokens, ff, d),  # MLP down
+        (1, 1, tokens, d, vocabulary_size),  # tied head
+    ]
+
+
+def matmul_runner(shapes):
+    """`run(num_steps)` that runs the matmuls of `shapes` (`(count, batch, m, k, n)`, as
+    `gpt_matmul_shapes` gives: `count` independent matmuls of each, in one compiled call) once
+    per step, and the FLOPs of one step.
+
+    Timed among the contenders of `alternate`, it gives the matmul FLOP/s of the same moments as
+    the model's figures: on a shared machine a peak measured at another time is not comparable.
+    """
+    pairs, step_flops = [], 0.0
+    for count, batch, m, k, n in shapes:
+        pairs += [(tf.random.stateless_normal((batch, m, k), seed=(1, i)),
+                   tf.random.stateless_normal((batch, k, n), seed=(2, i))) for i in range(count)]
+        step_flops += count * 2.0 * batch * m * k * n
+    multiply = tf.function(lambda pairs: tf.add_n([tf.reduce_sum(tf.matmul(a, b))
+                                                   for a, b in pairs]))
+
+    def run(num_steps):
+        for _ in range(num_steps):
+            value = multiply(pairs)
+        value.numpy()
+
+    return run, step_flops
+
+
+def square_matmul_runner(size=2048):
+    """`matmul_runner` of one `(size, size) @ (size, size)` matmul (2 size^3 FLOPs) per step:
+    the large-matmul peak, timed among the contenders."""
+    return matmul_runner([(1, 1, size, size, size)])
+
+
+def flops_per_step(config, num_parameters):
+    """Model training FLOPs of one global batch (6N + 12LdT per token, `keras_llm.training.flops`)."""
+    tokens = config.train.batch_size * config.model.sequence_length
+    return tokens * flops.language_model_flops_per_token(config.model, num_parameters)
+
+
+def with_train(config, **overrides):
+    """`config` with `config.train` fields replaced."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+
+
+def with_model(config, **overrides):
+    """`config` with `config.model` fields replaced."""
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **overrides))
+
+
 def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):
-    """Runs `warmup_steps` untimed, then `steps` timed training steps.
+    """Runs `warmup_steps` untimed, then `steps` timed training steps of `config`.
 
     Returns:
         dict: "ms_per_step" (milliseconds), "tokens_per_second", "parameters", "num_replicas",
         "strategy" (class name).
     """
-    model_config, train = config.model, config.train
-    strategy = make_strategy(train.strategy, train.num_cpu_devices, train.cluster_timeout_seconds,
-                             train.cluster_resolver)
-    keras.utils.set_random_seed(train.seed)
-    shape = (train.batch_size, model_config.sequence_length)
-    ids = np.random.default_rng(train.seed).integers(0, vocabulary_size, size=(64, *shape))
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (model_inputs(ids.astype(np.int32), np.ones(ids.shape, bool)),
-         np.roll(ids, -1, axis=-1).astype(np.int32), np.ones(ids.shape, np.float32))
-    ).repeat().prefetch(tf.data.AUTOTUNE)
-    with strategy.scope():
-        model = build_language_model(model_config, vocabulary_size)
-        model(model_inputs(tf.zeros((1, model_config.sequence_length), tf.int32)))
-        # The optimizer training would build from the same flags (--optimizer, betas, decay,
-        # schedule), so the timed step is the trained one.
-        optimizer = optimizer_lib.make_optimizer(
-            model, train, optimizer_lib.make_schedule(train, train.train_steps))
-    trainer = Trainer(strategy, model, optimizer, losses.token_cross_entropy,
-                      train.gradient_clip_norm, train.gradient_accumulation_steps)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    for _ in range(warmup_steps):
-        trainer.train_step(iterator)["loss"].numpy()
+    run, model, strategy = keras_llm_step(config, vocabulary_size, seed=config.train.seed)
+    run(warmup_steps)
     start = time.perf_counter()
-    for _ in range(steps):
-        loss = trainer.train_step(iterator)["loss"]
-        loss.numpy()  # As in training: the loss is read every step.
+    run(steps)
     seconds = time.perf_counter() - start
+    tokens = config.train.batch_size * config.model.sequence_length
     return {
         "ms_per_step": 1000 * seconds / steps,
-        "tokens_per_second": steps * shape[0] * shape[1] / seconds,
+        "tokens_per_second": steps * tokens / seconds,
         "parameters": int(model.count_params()),
         "num_replicas": strategy.num_replicas_in_sync,
         "strategy": type(strategy).__name__,

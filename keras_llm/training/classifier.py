@@ -103,7 +103,8 @@ def train_classifier(config, model_dir, log=print):
     trainer = Trainer(strategy, model, state.optimizer, losses.classification_cross_entropy,
                       train.gradient_clip_norm, train.gradient_accumulation_steps,
                       metrics_fn=confusion_metrics_fn(label_vocabulary.num_classes),
-                      weight_average=state.weight_average)
+                      weight_average=state.weight_average,
+                      jit_compile=run_setup.resolve_jit_compile(train, "classifier"))
 
     def evaluation_split(name):
         """The split `name` distributed, and its number of batches (for the progress ETA)."""
@@ -172,6 +173,7 @@ def train_classifier(config, model_dir, log=print):
         "validation": chosen["validation"] if chosen else summary["validation"],
         "selected_step": chosen["step"] if chosen else summary["steps"],
         "examples_per_second": summary["units_per_second"],
+        "milliseconds_per_step": summary["milliseconds_per_step"],
         "num_replicas": replicas,
         "nan_rollbacks": summary["nan_rollbacks"],
         "strategy": train.strategy,

@@ -1,8 +1,9 @@
 """The loop's TensorBoard hooks: weight norm, histograms, the train step's graph, the profile.
 
-`loop.run_training` calls `before_step(step)` and `after_step(step)` around every training
-step and `close()` at the end; everything else is decided here, on the chief only (other
-workers get a `Dashboards` that does nothing, so their runs write no event files):
+`loop.run_training` calls `before_step(step)` and `after_step(step)` around every compiled
+call of training steps (a call ends where `next_stop` says) and `close()` at the end;
+everything else is decided here, on the chief only (other workers get a `Dashboards` that
+does nothing, so their runs write no event files):
 
 - `weight_norm` (global L2 norm of the trainable weights) in `logs/train` at every log step;
 - every `histogram_every` steps, histograms in `logs/train` of each trainable weight
@@ -54,8 +55,25 @@ class Dashboards:
         self._tracing = False
         self._profiling = False
 
+    def next_stop(self, step):
+        """The first step after `step` at which the loop's compiled call must end.
+
+        The loop runs several steps per call (`--steps_per_execution`); the hooks run between
+        calls, so a call ends before the profile's first step, at its last step, and at every
+        histogram step. Returns `train_steps` when nothing is due earlier.
+        """
+        stops = [self.train_steps]
+        # Every worker ends its calls at the same steps (their collectives pair up), so this
+        # does not depend on `enabled`.
+        if self.histogram_every:
+            stops.append((step // self.histogram_every + 1) * self.histogram_every)
+        if self.profile_steps:
+            start, end = self.profile_steps
+            stops += [s for s in (start - 1, end) if s > step]
+        return max(step + 1, min(stops))
+
     def before_step(self, step):
-        """Called before training step `step` (1-based) runs."""
+        """Called before training step `step` (1-based), the first of a compiled call, runs."""
         if not self.enabled:
             return
         if self._graph_pending:
@@ -67,7 +85,7 @@ class Dashboards:
             self._profiling = True
 
     def after_step(self, step):
-        """Called after training step `step` ran with a finite loss."""
+        """Called after training step `step`, the last of a compiled call, ran with a finite loss."""
         if not self.enabled:
             return
         if self._tracing:

@@ -23,7 +23,7 @@ from keras_llm.data.wordpiece_tokenizer import WordPieceTokenizer
 from keras_llm.generation.text_sampling import sample_prompts, sample_text
 from keras_llm.models.builders import build_language_model
 from keras_llm.progress import dataset_batches, evaluate_with_progress, Progress
-from keras_llm.training import losses, run_setup
+from keras_llm.training import flops, losses, run_setup
 from keras_llm.training.dashboards import Dashboards, probe_batch, write_attention_maps
 from keras_llm.training.run_directory import check_training_data, training_data_fingerprint
 from keras_llm.training.run_summaries import LANGUAGE_MODEL_METRICS, RunSummaries
@@ -115,7 +115,8 @@ def train_language_model(config, model_dir, log=print):
 
     trainer = Trainer(strategy, model, state.optimizer, losses.token_cross_entropy,
                       train.gradient_clip_norm, train.gradient_accumulation_steps,
-                      weight_average=state.weight_average)
+                      weight_average=state.weight_average,
+                      jit_compile=run_setup.resolve_jit_compile(train, model_config.architecture))
     evaluation_batches = language_model_dataset.evaluation_dataset(
         validation_ids, model_config.sequence_length, train.batch_size, train.eval_batches)
     evaluation = strategy.experimental_distribute_dataset(evaluation_batches)
@@ -147,8 +148,15 @@ def train_language_model(config, model_dir, log=print):
         )
 
     best = run_setup.make_best_checkpoint(train, state, run_directory)
+    tokens_per_step = train.batch_size * model_config.sequence_length
+    peak = flops.measure_matmul_peak()
+    flops_per_step = tokens_per_step * flops.language_model_flops_per_token(
+        model_config, model.count_params())
+    log(f"model FLOPs: {flops_per_step / 1e9:.2f} GFLOP/step (6N + 12LdT per token); measured "
+        f"float32 matmul peak {peak / 1e9:.0f} GFLOP/s.")
     settings = run_setup.run_settings(train, train_steps, eval_interval,
-                                      units_per_step=train.batch_size * model_config.sequence_length)
+                                      units_per_step=tokens_per_step,
+                                      flops_per_step=flops_per_step, peak_flops_per_second=peak)
     summaries = RunSummaries(run_directory, json.loads(config_lib.to_json(config)),
                              LANGUAGE_MODEL_METRICS)
     start_step = int(state.optimizer.iterations.numpy())
@@ -176,6 +184,9 @@ def train_language_model(config, model_dir, log=print):
         "validation": {"loss": validation["loss"], "perplexity": validation["perplexity"],
                        "tokens": validation["tokens"]},
         "tokens_per_second": summary["units_per_second"],
+        "milliseconds_per_step": summary["milliseconds_per_step"],
+        "model_flops_utilization": summary["model_flops_utilization"],
+        "peak_flops_per_second": peak,
         "wall_seconds": summary["wall_seconds"],
         "num_replicas": replicas,
         "nan_rollbacks": summary["nan_rollbacks"],

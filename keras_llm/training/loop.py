@@ -37,6 +37,12 @@ class RunSettings:
         log_perplexity: also log exp(loss) (language models).
         nan_recoveries: int >= 0, the most rollbacks on a non-finite loss; 0 stops at the first.
         nan_learning_rate_factor: float in (0, 1), the learning rate's factor at each rollback.
+        steps_per_execution: int >= 1, the most steps one `Trainer.train_steps` call runs. A
+            call never crosses a log, evaluation or checkpoint step nor the last step, so
+            those happen at the same steps whatever this is.
+        flops_per_step: model FLOPs of one step (forward and backward, see
+            `keras_llm.training.flops`), for the model FLOPs utilization; 0: not reported.
+        peak_flops_per_second: the hardware's float32 peak to compare with; 0: MFU not reported.
     """
 
     train_steps: int
@@ -48,14 +54,34 @@ class RunSettings:
     log_perplexity: bool = True
     nan_recoveries: int = 0
     nan_learning_rate_factor: float = 0.5
+    steps_per_execution: int = 1
+    flops_per_step: float = 0.0
+    peak_flops_per_second: float = 0.0
+
+
+def chunk_length(step, settings):
+    """Steps the next `Trainer.train_steps` call runs after `step` completed steps.
+
+    At most `settings.steps_per_execution`, and never past the next multiple of the log,
+    evaluation or checkpoint interval nor `settings.train_steps`: the loop acts between calls.
+    E.g. step 40, steps_per_execution 16, log_interval 50 -> 10 (steps 41..50).
+    """
+    length = min(settings.steps_per_execution, settings.train_steps - step)
+    for interval in (settings.log_interval, settings.eval_interval, settings.checkpoint_interval):
+        length = min(length, interval - step % interval)
+    return length
 
 
 def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, settings, *,
                  best=None, log=print, dashboards=None):
     """Trains from the current optimizer step up to `settings.train_steps`.
 
-    Non-finite loss: the loss and the gradient norm are fetched after every step; if either is
-    NaN or Inf (the update just applied has then spoiled the weights), training stops with
+    Steps run in calls of up to `settings.steps_per_execution` steps (`Trainer.train_steps`)
+    that end at every log, evaluation and checkpoint step, so those, resume and rollback see
+    the same steps whatever the chunk length; a stop signal is honoured at the end of a call.
+
+    Non-finite loss: every step's loss and gradient norm are fetched after each call; if one is
+    NaN or Inf (the updates from that step on have then spoiled the weights), training stops with
     `NonFiniteLossError`, or, while fewer than `settings.nan_recoveries` rollbacks were made,
     restores the last checkpoint (model, optimizer, step, dropout state), multiplies the
     learning rate's scale by `settings.nan_learning_rate_factor`, rebuilds the data at the
@@ -63,7 +89,7 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
     one at its first step, so there is always one to roll back to.
 
     Stop signals: SIGINT or SIGTERM (see `keras_llm.training.interruption`) end the loop after
-    the current step with a checkpoint at that step and `TrainingInterrupted`; under
+    the current call's last step with a checkpoint at that step and `TrainingInterrupted`; under
     multi-worker training every worker stops after the same step.
 
     Args:
@@ -86,7 +112,9 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
     Returns:
         dict: "train_loss" (mean over the last log window, nats), "validation" (the last
         `evaluate_fn` result), "units_per_second", "steps", "start_step", "wall_seconds",
-        "nan_rollbacks" (rollbacks made in this call).
+        "nan_rollbacks" (rollbacks made in this call), "milliseconds_per_step" (mean over the
+        timed steps: all but the first call's, which traces), "model_flops_utilization"
+        (fraction of `settings.peak_flops_per_second`, or None when not known).
 
     Raises:
         NonFiniteLossError: the loss or gradient norm became NaN or Inf (again, after
@@ -121,20 +149,24 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
     try:
         with StopSignals(strategy) as stop:
             while step < train_steps:
-                step += 1
+                num_steps = chunk_length(step, settings)
                 if dashboards is not None:
-                    dashboards.before_step(step)
-                step_start = time.perf_counter()
-                outputs = trainer.train_step(iterator)
-                # Fetching them each step catches a non-finite value within the step.
-                loss, gradient_norm = float(outputs["loss"]), float(outputs["gradient_norm"])
-                step_seconds = time.perf_counter() - step_start
-                if step > first_step:  # A first step traces and compiles; keep it out of timing.
-                    timed_seconds += step_seconds
-                    timed_steps += 1
-                if not (math.isfinite(loss) and math.isfinite(gradient_norm)):
+                    num_steps = min(num_steps, dashboards.next_stop(step) - step)
+                    dashboards.before_step(step + 1)
+                call_start = time.perf_counter()
+                outputs = trainer.train_steps(iterator, tf.constant(num_steps, tf.int32))
+                # Fetching them after each call catches a non-finite value within the call.
+                step_losses = outputs["loss"].numpy().tolist()
+                gradient_norms = outputs["gradient_norm"].numpy().tolist()
+                step_seconds = (time.perf_counter() - call_start) / num_steps
+                first_call = step < first_step  # It traces and compiles; keep it out of timing.
+                bad = [i for i, (loss, norm) in enumerate(zip(step_losses, gradient_norms))
+                       if not (math.isfinite(loss) and math.isfinite(norm))]
+                if bad:
+                    # The updates from the first bad step on have spoiled the weights.
+                    loss, gradient_norm = step_losses[bad[0]], gradient_norms[bad[0]]
                     problem = (f"The training loss is {loss} (gradient norm {gradient_norm}) at "
-                               f"step {step}")
+                               f"step {step + bad[0] + 1}")
                     if rollbacks >= nan_recoveries:
                         after = (f" after {rollbacks} rollback(s) (--max_nan_recoveries="
                                  f"{nan_recoveries})" if rollbacks else "")
@@ -153,18 +185,23 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
                         strategy.experimental_distribute_dataset(train_dataset_fn(step)))
                     window_losses, first_step = [], step + 1
                     continue
-                window_losses.append(loss)
-                last_loss = loss
+                step += num_steps
+                if not first_call:
+                    timed_seconds += step_seconds * num_steps
+                    timed_steps += num_steps
+                window_losses += step_losses
+                last_loss = step_losses[-1]
                 if dashboards is not None:
                     dashboards.after_step(step)
                 if step % settings.log_interval == 0 or step == train_steps:
                     last_loss = _log_progress(
-                        train_writer, log, step, train_steps, window_losses, outputs,
+                        train_writer, log, step, settings, window_losses,
+                        learning_rate=float(outputs["learning_rate"]),
+                        gradient_norm=gradient_norms[-1],
                         seconds_per_step=(timed_seconds / timed_steps if timed_steps
                                           else step_seconds),
                         units_per_second=(settings.units_per_step * timed_steps / timed_seconds
-                                          if timed_seconds else 0.0),
-                        unit_name=settings.unit_name, log_perplexity=settings.log_perplexity)
+                                          if timed_seconds else 0.0))
                     window_losses = []
                 if step % settings.checkpoint_interval == 0 or step == train_steps:
                     last_checkpoint = checkpoint_manager.save(checkpoint_number=step)
@@ -188,31 +225,44 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
         validation_writer.flush()
     units_per_second = (settings.units_per_step * timed_steps / timed_seconds if timed_seconds
                         else 0.0)
+    seconds_per_step = timed_seconds / timed_steps if timed_steps else 0.0
     return _summary(last_loss, validation, units_per_second, train_steps, start_step, start_time,
-                    rollbacks)
+                    rollbacks, seconds_per_step, model_flops_utilization(settings, seconds_per_step))
 
 
-def _log_progress(writer, log, step, train_steps, window_losses, outputs, *, seconds_per_step,
-                  units_per_second, unit_name, log_perplexity):
+def model_flops_utilization(settings, seconds_per_step):
+    """Model FLOP/s over the peak: a fraction, or None when either figure is not known."""
+    if not (settings.flops_per_step and settings.peak_flops_per_second and seconds_per_step):
+        return None
+    return settings.flops_per_step / seconds_per_step / settings.peak_flops_per_second
+
+
+def _log_progress(writer, log, step, settings, window_losses, *, learning_rate, gradient_norm,
+                  seconds_per_step, units_per_second):
     """Writes the train scalars and prints the progress line; returns the window's mean loss."""
     mean_loss = float(np.mean(window_losses))
+    unit_name = settings.unit_name
     scalars = {
         "loss": mean_loss,
-        "learning_rate": float(outputs["learning_rate"]),
-        "gradient_norm": float(outputs["gradient_norm"]),
+        "learning_rate": learning_rate,
+        "gradient_norm": gradient_norm,
         f"{unit_name}_per_second": units_per_second,
-        "step_time_ms": 1000 * seconds_per_step,
+        "milliseconds_per_step": 1000 * seconds_per_step,
     }
-    if log_perplexity:
+    if settings.log_perplexity:
         scalars["perplexity"] = math.exp(min(mean_loss, 50.0))
+    utilization = model_flops_utilization(settings, seconds_per_step)
+    if utilization is not None:
+        scalars["model_flops_utilization"] = utilization
     with writer.as_default(step=step):
         for name, value in scalars.items():
             tf.summary.scalar(name, value)
-    eta = format_duration(seconds_per_step * (train_steps - step))
+    eta = format_duration(seconds_per_step * (settings.train_steps - step))
+    mfu = f" | MFU {100 * utilization:.1f}%" if utilization is not None else ""
     log(
-        f"step {step}/{train_steps} | loss {mean_loss:.4f} | lr {scalars['learning_rate']:.2e}"
-        f" | grad norm {scalars['gradient_norm']:.3f} | {units_per_second:,.0f} {unit_name}/s"
-        f" | {1000 * seconds_per_step:.1f} ms/step | ETA {eta}"
+        f"step {step}/{settings.train_steps} | loss {mean_loss:.4f} | lr {learning_rate:.2e}"
+        f" | grad norm {gradient_norm:.3f} | {units_per_second:,.0f} {unit_name}/s"
+        f" | {1000 * seconds_per_step:.1f} ms/step{mfu} | ETA {eta}"
     )
     return mean_loss
 
@@ -231,8 +281,10 @@ def _evaluate(evaluate_fn, step, writer, log):
 
 
 def _summary(train_loss, validation, units_per_second, steps, start_step, start_time,
-             nan_rollbacks):
+             nan_rollbacks, seconds_per_step=0.0, utilization=None):
     return {
+        "milliseconds_per_step": 1000 * seconds_per_step,
+        "model_flops_utilization": utilization,
         "train_loss": train_loss,
         "validation": validation,
         "units_per_second": units_per_second,

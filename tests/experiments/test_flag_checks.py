@@ -55,6 +55,12 @@ def _run_without_tensorflow(module, *flags):
      "--gradient_accumulation_steps=5; got 12."),
     ("experiments.benchmark_scaling", ["--preset=nope"],
      "error: --preset='nope' is not a language-model preset"),
+    ("experiments.train_lm", ["--dtype_policy=float8"],
+     "error: Invalid configuration: --dtype_policy must be float32 or mixed_bfloat16 or mixed_float16; got 'float8'."),
+    ("experiments.train_lm", ["--jit_compile=maybe"],
+     "error: Invalid configuration: --jit_compile must be auto or true or false; got 'maybe'."),
+    ("experiments.train_lm", ["--steps_per_execution=0"],
+     "error: Invalid configuration: --steps_per_execution must be >= 1; got 0."),
     ("experiments.sample", ["--model_dir=/nonexistent/run"],
      "error: /nonexistent/run/config.json not found: is --model_dir=/nonexistent/run a "
      "training run?"),
@@ -111,6 +117,13 @@ def test_flag_typos_are_absl_usage_errors_before_tensorflow(module, flags, messa
     assert process.stderr.startswith("FATAL Flags parsing error:") and message in process.stderr
     assert "Traceback" not in process.stderr
     assert seconds < _SECONDS
+
+
+def test_benchmark_rejects_an_unknown_section_before_tensorflow():
+    process, seconds = _run_without_tensorflow("experiments.benchmark", "--skip=gpt,bogus")
+    assert process.returncode == 1 and seconds < _SECONDS
+    assert process.stderr == ("error: --skip: unknown section(s) ['bogus']; known: gpt, lstm, "
+                              "pipeline, scaling, generation.\n")
 
 
 def test_train_steps_alone_passes_the_checks_with_one_note():

@@ -8,7 +8,7 @@ import pytest
 from tests.experiments.test_flag_checks import _run_without_tensorflow
 
 COMMANDS = ["train_lm", "train_classifier", "sample", "evaluate", "launch_local",
-            "benchmark_train", "benchmark_scaling", "benchmark_generate", "export",
+            "benchmark", "benchmark_train", "benchmark_scaling", "benchmark_generate", "export",
             "check_export"]
 
 

@@ -129,7 +129,7 @@ def test_every_dashboard_shows_the_run(tensorboard, tmp_path):
     os.makedirs(screenshots, exist_ok=True)
     expected = {
         # Dashboard fragment -> strings its page must show once loaded.
-        "scalars": ["tiny/logs/train", "weight_norm", "step_time_ms", "tiny/logs/validation"],
+        "scalars": ["tiny/logs/train", "weight_norm", "milliseconds_per_step", "tiny/logs/validation"],
         "text": ["sample_0", "config", "--learning_rate"],
         "images": ["attention/layer_0", "attention/layer_1"],
         "histograms": ["activations/block_1", "activations/logits", "gradients/gpt_language_model",

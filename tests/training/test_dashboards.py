@@ -91,9 +91,9 @@ def test_train_scalars_histograms_and_graph(tiny_run):
     events, files = read_events(os.path.join(model_dir, "logs", "train"))
     assert files == 1
     for tag in ("loss", "learning_rate", "gradient_norm", "tokens_per_second", "perplexity",
-                "step_time_ms", "weight_norm"):
+                "milliseconds_per_step", "weight_norm"):
         assert [step for step, _, _ in events[tag]] == [3, 6], tag
-    assert all(scalar(value) > 0 for _, value, _ in events["step_time_ms"])
+    assert all(scalar(value) > 0 for _, value, _ in events["milliseconds_per_step"])
     # weight_norm at step 6 is the norm of the weights checkpointed at step 6.
     path = os.path.join(model_dir, "checkpoints", "ckpt-6")
     reader = tf.train.load_checkpoint(path)

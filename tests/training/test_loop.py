@@ -74,3 +74,69 @@ def test_a_stop_request_saves_at_that_step(tmp_path):
     checkpoint = os.path.join(tmp_path, "checkpoints", "ckpt-3")
     assert (error.value.signal_name, error.value.step) == ("SIGTERM", 3)
     assert error.value.checkpoint_path == checkpoint and os.path.exists(checkpoint + ".index")
+
+
+# ------------------------------------------------------------ several steps per compiled call
+
+
+@pytest.mark.parametrize("step, expected", [
+    (0, 4),  # steps_per_execution 4
+    (4, 2),  # the checkpoint at 6 ends the call (the log at 12, the evaluation at 9)
+    (6, 3),  # the evaluation at 9
+    (9, 3),  # the log and checkpoint at 12
+    (12, 2),  # the last step, 14
+])
+def test_a_call_ends_at_every_step_the_loop_acts_on(step, expected):
+    settings = _settings(train_steps=14, steps_per_execution=4, log_interval=12, eval_interval=9,
+                         checkpoint_interval=6)
+    assert loop.chunk_length(step, settings) == expected
+
+
+def test_chunked_steps_give_the_losses_and_weights_of_one_step_per_call(tmp_path):
+    lines_one, lines_chunked = [], []
+    one, state_one, _ = _run(tmp_path / "one", _settings(), lines=lines_one)
+    chunked, state_chunked, _ = _run(tmp_path / "chunked", _settings(steps_per_execution=4),
+                                     lines=lines_chunked)
+    assert chunked["train_loss"] == one["train_loss"]
+    for a, b in zip(state_one.model.weights, state_chunked.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # log_interval 1: one progress line per step, with the same loss, however steps are called.
+    losses = [[line.split(" | ")[1] for line in lines if line.startswith("step ")
+               and "validation" not in line] for lines in (lines_one, lines_chunked)]
+    assert losses[0] == losses[1] and len(losses[0]) == 6
+
+
+def test_a_non_finite_loss_inside_a_call_names_its_own_step(tmp_path):
+    # One call runs steps 1-6; step 5 is NaN: the error names step 5, not the call's last.
+    with pytest.raises(loop.NonFiniteLossError) as error:
+        _run(tmp_path, _settings(steps_per_execution=8, log_interval=6, eval_interval=6,
+                                 checkpoint_interval=6), nan_at_step=5)
+    assert str(error.value).startswith(
+        "The training loss is nan (gradient norm nan) at step 5. Last good checkpoint: none")
+
+
+def test_rollback_inside_a_call_restarts_from_the_checkpoint(tmp_path):
+    summary, state, built = _run(
+        tmp_path, _settings(steps_per_execution=8, log_interval=6, eval_interval=6,
+                            checkpoint_interval=6, nan_recoveries=1), nan_at_step=5)
+    # With recoveries and no checkpoint, step 0 is saved first; the call of steps 1-6 is
+    # rolled back to it and run again on rebuilt data.
+    assert summary["nan_rollbacks"] == 1 and summary["steps"] == 6 and built == [0, 0]
+    assert all(np.all(np.isfinite(w.numpy())) for w in state.model.weights)
+
+
+def test_progress_line_reports_step_time_and_model_flops_utilization(tmp_path):
+    lines = []
+    summary, _, _ = _run(tmp_path, _settings(flops_per_step=2e6, peak_flops_per_second=1e9),
+                         lines=lines)
+    progress = [line for line in lines if line.startswith("step 6/6")][0]
+    assert " ms/step | MFU " in progress
+    seconds = summary["milliseconds_per_step"] / 1000
+    assert summary["model_flops_utilization"] == pytest.approx(2e6 / seconds / 1e9)
+
+
+def test_model_flops_utilization_is_flops_over_time_over_peak():
+    settings = _settings(flops_per_step=4.0e9, peak_flops_per_second=160e9)
+    # 4 GFLOP in 50 ms is 80 GFLOP/s: half of a 160 GFLOP/s peak.
+    assert loop.model_flops_utilization(settings, 0.050) == pytest.approx(0.5)
+    assert loop.model_flops_utilization(_settings(), 0.050) is None

@@ -1,0 +1,333 @@
+r"""keras_llm side by side with its peers and the hardware, in one run, one table. Examples:
+
+    python -m experiments.benchmark --output=benchmark.json
+    python -m experiments.benchmark --sweep --skip=scaling,generation
+    python -m experiments.benchmark --steps=8 --repeats=1 --skip=scaling,generation,lstm  # smoke
+
+Rows (synthetic token ids of the preset's vocabulary; warm-up excluded; medians over
+--repeats alternating rounds; only ratios within one run are compared):
+
+- gpt: keras_llm's training step (as trained: --jit_compile auto, --steps_per_execution)
+  and the same step as it was before (no XLA, one step per call), against KerasHub's
+  `GPT2Backbone` + tied head trained with `fit`, jit_compile off and on ("not installed" without
+  `pip install -e ".[bench]"`). Ratio: our tokens/s over KerasHub's faster setting.
+- lstm: the LSTM language model step against a plain Keras Embedding -> LSTM -> Dense `fit`.
+- MFU: model FLOP/s (6N + 12LdT per token, PaLM appendix B, nanoGPT's `estimate_mfu`) over the
+  float32 FLOP/s of a 2048 x 2048 matmul, and over that of the model's own matmul shapes, both
+  timed in the same alternating rounds as the steps (a shared machine's peak moves with its
+  load); each sweep row against its own.
+- pipeline: the real input pipeline (window, shuffle, batch, distribute over token ids) against
+  batches built beforehand in memory.
+- scaling: 2 logical CPU devices vs 1 (MirroredStrategy) and 2 local workers vs 1
+  (MultiWorkerMirroredStrategy), each a fresh `experiments.benchmark_train` process at the same
+  global batch.
+- generation: cached greedy decoding, new tokens/s, against KerasHub's `GPT2CausalLM.generate`.
+- --sweep: our step at larger widths, contexts and depths, with MFU.
+"""
+
+import json
+import re
+import subprocess
+import sys
+
+from absl import app, flags, logging
+
+from experiments.command import check_flags, run
+from keras_llm import config_validation, presets
+
+SECTIONS = ("gpt", "lstm", "pipeline", "scaling", "generation")
+flags.DEFINE_string("preset", "shakespeare_char", "GPT preset whose shape is timed.")
+flags.DEFINE_string("lstm_preset", "shakespeare_char_lstm", "LSTM preset whose shape is timed.")
+flags.DEFINE_integer("steps", 32, "Steps per timed call.", lower_bound=1)
+flags.DEFINE_integer("repeats", 5, "Alternating timed rounds (medians).", lower_bound=1)
+flags.DEFINE_integer("steps_per_execution", None,
+                     "Our steps per compiled call (default: the preset's, 16).", lower_bound=1)
+flags.DEFINE_integer("benchmark_vocabulary_size", 67, "Vocabulary (Tiny Shakespeare's).",
+                     lower_bound=3)
+flags.DEFINE_list("skip", [], f"Sections to leave out: any of {', '.join(SECTIONS)}.")
+flags.DEFINE_boolean("sweep", False, "Also time our step at larger model sizes.")
+flags.DEFINE_integer("scaling_steps", 64, "Timed steps per scaling process.", lower_bound=1)
+flags.DEFINE_string("output", None, "Also write every figure as JSON to this file.")
+FLAGS = flags.FLAGS
+
+# (hidden_dim, sequence_length, num_layers): nanoGPT's CPU shape up to a GPT-2-small-like width.
+SWEEP = ((128, 64, 4), (256, 128, 4), (384, 256, 6), (512, 256, 8))
+NOT_INSTALLED = "not installed (pip install -e '.[bench]')"
+
+
+def _settings():
+    unknown = sorted(set(FLAGS.skip) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"--skip: unknown section(s) {unknown}; known: {', '.join(SECTIONS)}.")
+    gpt = config_validation.validate(presets.language_model_config(FLAGS.preset))
+    lstm = config_validation.validate(presets.language_model_config(FLAGS.lstm_preset))
+    if gpt.model.architecture != "gpt" or lstm.model.architecture != "lstm":
+        raise ValueError(f"--preset must be a gpt preset and --lstm_preset an lstm one; got "
+                         f"{gpt.model.architecture} and {lstm.model.architecture}.")
+    return gpt, lstm
+
+
+def _row(table, section, name, seconds, tokens, flops_per_step=None, peak=None, **extra):
+    row = {"section": section, "name": name}
+    if seconds is None:
+        row["status"] = NOT_INSTALLED
+    else:
+        row.update(ms_per_step=1000 * seconds, tokens_per_second=tokens / seconds)
+        if flops_per_step and peak:
+            row["mfu"] = flops_per_step / seconds / peak
+    row.update(extra)
+    table.append(row)
+    return row
+
+
+def _gpt_rows(config, vocabulary_size, table, log):
+    import keras_llm.training.benchmark as bench
+
+    tokens = config.train.batch_size * config.model.sequence_length
+    ours, model, _ = bench.keras_llm_step(config, vocabulary_size)
+    before, _, _ = bench.keras_llm_step(
+        bench.with_train(config, jit_compile="false", steps_per_execution=1), vocabulary_size)
+    contenders = {"keras_llm": ours, "keras_llm (no XLA, 1 step/call)": before}
+    peers = {}
+    for jit in (False, True):
+        runner = bench.keras_hub_gpt_fit(config, vocabulary_size, jit)
+        name = f"KerasHub GPT2 fit (jit_compile {'on' if jit else 'off'})"
+        peers[name] = runner
+        if runner is not None:
+            contenders[name] = runner
+    # The peaks are timed in the same alternating rounds as the steps (see matmul_runner).
+    square, square_flops = bench.square_matmul_runner()
+    shapes, shape_flops = bench.matmul_runner(bench.gpt_matmul_shapes(
+        config.model, vocabulary_size, config.train.batch_size))
+    contenders.update({"large matmul": square, "model's matmul shapes": shapes})
+    log(f"gpt: timing {len(contenders)} contenders, {FLAGS.repeats} x {FLAGS.steps} steps ...")
+    seconds = bench.alternate(contenders, FLAGS.steps, FLAGS.repeats)
+    peak = square_flops / seconds.pop("large matmul")
+    shape_peak = shape_flops / seconds.pop("model's matmul shapes")
+    flops_per_step = bench.flops_per_step(config, model.count_params())
+    installed = [seconds[name] for name in peers if peers[name] is not None]
+    best_peer = min(installed) if installed else None
+    for name in list(seconds) + [n for n in peers if peers[n] is None]:
+        value = seconds.get(name)
+        ratio = best_peer / value if (best_peer and value) else None
+        _row(table, "gpt", name, value, tokens, flops_per_step, peak,
+             vs_keras_hub_best=ratio)
+    return {"flops_per_step": flops_per_step, "parameters": int(model.count_params()),
+            "large_matmul_peak_flops_per_second": peak,
+            "model_shapes_peak_flops_per_second": shape_peak,
+            "mfu_of_large_matmul_peak": flops_per_step / seconds["keras_llm"] / peak,
+            "mfu_of_model_shapes_peak": flops_per_step / seconds["keras_llm"] / shape_peak}
+
+
+def _lstm_rows(config, vocabulary_size, table, log):
+    import keras_llm.training.benchmark as bench
+
+    tokens = config.train.batch_size * config.model.sequence_length
+    ours, model, _ = bench.keras_llm_step(config, vocabulary_size)
+    contenders = {"keras_llm LSTM": ours}
+    for jit in (False, True):
+        contenders[f"Keras LSTM fit (jit_compile {'on' if jit else 'off'})"] = \
+            bench.keras_lstm_fit(config, vocabulary_size, jit)
+    square, square_flops = bench.square_matmul_runner()
+    contenders["large matmul"] = square
+    log(f"lstm: timing {len(contenders)} contenders ...")
+    seconds = bench.alternate(contenders, FLAGS.steps, FLAGS.repeats)
+    peak = square_flops / seconds.pop("large matmul")
+    best_peer = min(value for name, value in seconds.items() if name != "keras_llm LSTM")
+    flops_per_step = bench.flops_per_step(config, model.count_params())
+    for name, value in seconds.items():
+        _row(table, "lstm", name, value, tokens, flops_per_step, peak,
+             vs_keras_best=best_peer / value)
+
+
+def _pipeline_rows(config, vocabulary_size, table, log):
+    import numpy as np
+
+    import keras_llm.training.benchmark as bench
+    from keras_llm.data.language_model_dataset import training_dataset
+
+    tokens = config.train.batch_size * config.model.sequence_length
+    stream = np.random.default_rng(0).integers(0, vocabulary_size, 1_000_000).astype(np.int32)
+    real, _, _ = bench.keras_llm_step(config, vocabulary_size, dataset=training_dataset(
+        stream, config.model.sequence_length, config.train.batch_size, seed=0))
+    prebuilt, _, _ = bench.keras_llm_step(config, vocabulary_size)
+    log("pipeline: timing the real input pipeline against prebuilt batches ...")
+    seconds = bench.alternate({"real pipeline": real, "prebuilt batches": prebuilt},
+                              FLAGS.steps, FLAGS.repeats)
+    overhead = seconds["real pipeline"] / seconds["prebuilt batches"] - 1
+    for name, value in seconds.items():
+        _row(table, "pipeline", name, value, tokens, overhead=overhead)
+
+
+_FIGURE = re.compile(r"tokens/s:\s*([\d,]+)")
+
+
+def _process_tokens_per_second(command, log):
+    process = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    figures = _FIGURE.findall(process.stdout)
+    if process.returncode != 0 or not figures:
+        log(f"{' '.join(command)} failed ({process.returncode}): {process.stderr[-500:]}")
+        return None
+    return float(figures[0].replace(",", ""))  # launch_local: the chief's line comes first.
+
+
+def _scaling_rows(config, table, log):
+    benchmark = [sys.executable, "-m", "experiments.benchmark_train", f"--preset={FLAGS.preset}",
+                 f"--steps={FLAGS.scaling_steps}"]
+    launch = [sys.executable, "-m", "experiments.launch_local", "--threads_per_worker=1",
+              "--timeout_seconds=900"]
+    runs = {
+        "1 device": benchmark + ["--strategy=one_device"],
+        "2 logical devices (mirrored)": benchmark + ["--strategy=mirrored", "--num_cpu_devices=2"],
+        "1 worker": launch + ["--num_workers=1", "--"] + benchmark + ["--strategy=multi_worker"],
+        "2 workers": launch + ["--num_workers=2", "--"] + benchmark + ["--strategy=multi_worker"],
+    }
+    tokens = config.train.batch_size * config.model.sequence_length
+    figures = {}
+    for name, command in runs.items():
+        log(f"scaling: {name} (a fresh process) ...")
+        figures[name] = _process_tokens_per_second(command, log)
+    for name, reference in (("2 logical devices (mirrored)", "1 device"),
+                            ("2 workers", "1 worker")):
+        for row_name in (reference, name):
+            value = figures[row_name]
+            seconds = tokens / value if value else None
+            ratio = (figures[name] / figures[reference]
+                     if figures[name] and figures[reference] else None)
+            row = _row(table, "scaling", row_name, seconds, tokens,
+                       vs_one=ratio if row_name == name else None)
+            if value is None:
+                row["status"] = "failed"
+
+
+def _generation_rows(config, vocabulary_size, table, log):
+    from keras_llm.generation import benchmark as generation
+
+    prompt_length, new_tokens, batch = 16, 64, 8
+    model = generation.build_benchmark_model(config.model, vocabulary_size,
+                                             prompt_length + new_tokens)
+    log("generation: cached decoding and KerasHub generate ...")
+    ours = generation.benchmark_decoding(model, vocabulary_size, prompt_length, new_tokens,
+                                         [batch], repeats=FLAGS.repeats)[0]
+    table.append({"section": "generation", "name": "keras_llm cached generate",
+                  "new_tokens_per_second": ours["cached_tokens_per_second"], "batch": batch})
+    hub = generation.benchmark_keras_hub(config.model, vocabulary_size, prompt_length,
+                                         new_tokens, batch, ours["cached_tokens_per_second"],
+                                         repeats=FLAGS.repeats)
+    row = {"section": "generation", "name": "KerasHub GPT2CausalLM.generate", "batch": batch}
+    if "tokens_per_second" in hub:
+        row.update(new_tokens_per_second=hub["tokens_per_second"])
+        table[-1]["vs_keras_hub"] = hub["ours_over_keras_hub"]
+    else:
+        row["status"] = NOT_INSTALLED
+    table.append(row)
+
+
+def _sweep_rows(config, vocabulary_size, table, log):
+    import keras_llm.training.benchmark as bench
+
+    for hidden_dim, sequence_length, num_layers in SWEEP:
+        sized = bench.with_model(config, hidden_dim=hidden_dim, sequence_length=sequence_length,
+                                 num_layers=num_layers)
+        log(f"sweep: d={hidden_dim} T={sequence_length} L={num_layers} ...")
+        ours, model, _ = bench.keras_llm_step(sized, vocabulary_size)
+        # The largest shape takes seconds per step on 2 cores: fewer, shorter rounds.
+        steps, repeats = max(2, FLAGS.steps // 16), min(FLAGS.repeats, 3)
+        square, square_flops = bench.square_matmul_runner()
+        shapes, shape_flops = bench.matmul_runner(bench.gpt_matmul_shapes(
+            sized.model, vocabulary_size, sized.train.batch_size))
+        seconds = bench.alternate({"keras_llm": ours, "large matmul": square,
+                                   "model's matmul shapes": shapes}, steps, repeats)
+        peak = square_flops / seconds["large matmul"]
+        tokens = sized.train.batch_size * sequence_length
+        flops_per_step = bench.flops_per_step(sized, model.count_params())
+        _row(table, "sweep", f"d={hidden_dim} T={sequence_length} L={num_layers}",
+             seconds["keras_llm"], tokens, flops_per_step, peak,
+             parameters=int(model.count_params()), peak_flops_per_second=peak,
+             mfu_of_model_shapes_peak=(flops_per_step / seconds["keras_llm"]
+                                       / (shape_flops / seconds["model's matmul shapes"])))
+
+
+def format_table(machine, table, mfu):
+    """The printed table: one line per row, figures with units."""
+    lines = [f"CPU: {machine['cpu']} | {machine['cores']} cores | flags: "
+             f"{' '.join(machine['flags'])} | TensorFlow {machine['tensorflow']}"]
+    if mfu:
+        lines.append(
+            f"float32 matmul peak: {mfu['large_matmul_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
+            f"(large squares), {mfu['model_shapes_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
+            f"(the GPT's own matmul shapes); model {mfu['flops_per_step'] / 1e9:.2f} GFLOP/step")
+    lines.append("MFU: model FLOP/s over the large-matmul FLOP/s timed in the same rounds")
+    lines.append(f"{'section':<10} {'contender':<40} {'ms/step':>8} {'tokens/s':>10} "
+                 f"{'ratio':>7} {'MFU':>6}")
+    for row in table:
+        if "status" in row:
+            lines.append(f"{row['section']:<10} {row['name']:<40} {row['status']}")
+            continue
+        ratio = next((row[key] for key in ("vs_keras_hub_best", "vs_keras_best", "vs_one",
+                                           "vs_keras_hub") if row.get(key) is not None), None)
+        if "new_tokens_per_second" in row:
+            speed, ms = f"{row['new_tokens_per_second']:>10,.0f}", f"{'':>8}"
+        else:
+            speed, ms = f"{row['tokens_per_second']:>10,.0f}", f"{row['ms_per_step']:>8.1f}"
+        ratio_text = f"{ratio:>6.2f}x" if ratio is not None else f"{'':>7}"
+        mfu_text = f"{100 * row['mfu']:>5.1f}%" if row.get("mfu") is not None else ""
+        if "overhead" in row and row["name"] == "real pipeline":
+            mfu_text = f"overhead {100 * row['overhead']:+.1f}%"
+        lines.append(f"{row['section']:<10} {row['name']:<40} {ms} {speed} {ratio_text} "
+                     f"{mfu_text}")
+    if mfu:
+        lines.append(f"gpt MFU: {100 * mfu['mfu_of_large_matmul_peak']:.1f}% of the large-matmul "
+                     f"peak, {100 * mfu['mfu_of_model_shapes_peak']:.1f}% of the model-shape peak")
+    lines.append("ratio: gpt/lstm rows: tokens/s over the peer's faster setting; scaling: over "
+                 "1 device / 1 worker; generation: over KerasHub. New tokens/s for generation.")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    configs, status = check_flags(_settings)
+    if status:
+        return status
+    gpt, lstm = configs
+    import tensorflow as tf
+
+    import keras_llm.training.benchmark as bench
+    from keras_llm.generation.benchmark import machine_description
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    if FLAGS.steps_per_execution:
+        gpt = bench.with_train(gpt, steps_per_execution=FLAGS.steps_per_execution)
+        lstm = bench.with_train(lstm, steps_per_execution=FLAGS.steps_per_execution)
+    vocabulary_size = FLAGS.benchmark_vocabulary_size
+    machine = dict(machine_description(), tensorflow=tf.__version__)
+    table, mfu = [], None
+    if "gpt" not in FLAGS.skip:
+        mfu = _gpt_rows(gpt, vocabulary_size, table, log)
+    if "lstm" not in FLAGS.skip:
+        _lstm_rows(lstm, vocabulary_size, table, log)
+    if "pipeline" not in FLAGS.skip:
+        _pipeline_rows(gpt, vocabulary_size, table, log)
+    if "generation" not in FLAGS.skip:
+        _generation_rows(gpt, vocabulary_size, table, log)
+    if FLAGS.sweep:
+        _sweep_rows(gpt, vocabulary_size, table, log)
+    if "scaling" not in FLAGS.skip:
+        _scaling_rows(gpt, table, log)
+    text = format_table(machine, table, mfu)
+    print(f"python -m experiments.benchmark {' '.join(sys.argv[1:])}".rstrip())
+    print(text)
+    if FLAGS.output:
+        with open(FLAGS.output, "w", encoding="utf-8") as file:
+            json.dump({"machine": machine, "preset": FLAGS.preset, "lstm_preset": FLAGS.lstm_preset,
+                       "steps": FLAGS.steps, "repeats": FLAGS.repeats, "gpt_mfu": mfu,
+                       "rows": table}, file, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, __doc__)

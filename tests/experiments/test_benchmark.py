@@ -1,0 +1,52 @@
+"""`experiments.benchmark`: the table's rows, "not installed" without keras-hub, a tiny run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from experiments import benchmark
+from tests.conftest import REPO_ROOT
+
+MACHINE = {"cpu": "Test CPU", "cores": 2, "flags": ["avx2"], "tensorflow": "2.21.0"}
+
+
+def test_keras_hub_rows_say_not_installed_without_keras_hub(monkeypatch):
+    from keras_llm import config_validation, presets
+    from keras_llm.training import benchmark as bench
+
+    monkeypatch.setitem(sys.modules, "keras_hub", None)  # `import keras_hub` raises ImportError.
+    config = config_validation.validate(presets.language_model_config("shakespeare_char"))
+    assert bench.keras_hub_gpt_fit(config, 67, jit_compile=False) is None
+    table = []
+    benchmark._row(table, "gpt", "KerasHub GPT2 fit (jit_compile off)", None, 768)
+    line = benchmark.format_table(MACHINE, table, None).splitlines()[3]
+    assert line.split(None, 1)[0] == "gpt"
+    assert line.endswith("KerasHub GPT2 fit (jit_compile off)      not installed (pip install -e "
+                         "'.[bench]')")
+
+
+def test_table_shows_speed_ratio_and_model_flops_utilization():
+    table = []
+    # 768 tokens in 40 ms = 19,200 tokens/s; 4 GFLOP in 40 ms = 100 GFLOP/s of a 200 peak.
+    benchmark._row(table, "gpt", "keras_llm", 0.040, 768, 4e9, 200e9, vs_keras_hub_best=1.25)
+    line = benchmark.format_table(MACHINE, table, None).splitlines()[3]
+    assert line.split() == ["gpt", "keras_llm", "40.0", "19,200", "1.25x", "50.0%"]
+
+
+@pytest.mark.slow  # About a minute: three models trace and compile.
+def test_benchmark_runs_with_tiny_settings(tmp_path):
+    output = tmp_path / "benchmark.json"
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", "--steps=2", "--repeats=1",
+         "--skip=lstm,pipeline,scaling,generation", f"--output={output}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "\nCPU: " in process.stdout and "gpt MFU: " in process.stdout
+    figures = json.loads(output.read_text())
+    names = [row["name"] for row in figures["rows"]]
+    assert names[:2] == ["keras_llm", "keras_llm (no XLA, 1 step/call)"]
+    assert figures["machine"]["cores"] >= 1
+    assert figures["gpt_mfu"]["large_matmul_peak_flops_per_second"] > 0
+    assert 0 < figures["gpt_mfu"]["mfu_of_large_matmul_peak"] < 1.5

@@ -1,0 +1,26 @@
+"""Model FLOPs per token (6N + 12LdT, PaLM appendix B / nanoGPT's estimate_mfu) and the peak."""
+
+from keras_llm.config import ModelConfig
+from keras_llm.training import flops
+
+
+def test_transformer_flops_per_token_hand_worked():
+    # nanoGPT's shakespeare_char-like shape: N = 800,000, L = 4, d = 128, T = 64.
+    # 6 * 800,000 = 4,800,000; 12 * 4 * 128 * 64 = 393,216.
+    assert flops.transformer_flops_per_token(800_000, 4, 128, 64) == 5_193_216
+
+
+def test_gpt_flops_leave_out_the_position_table():
+    config = ModelConfig(architecture="gpt", num_layers=4, hidden_dim=128, sequence_length=64)
+    # E.g. 808,192 parameters, of which 64 * 128 = 8,192 are positions: N = 800,000.
+    assert flops.language_model_flops_per_token(config, 808_192) == 5_193_216
+
+
+def test_lstm_flops_are_six_per_parameter():
+    config = ModelConfig(architecture="lstm", num_layers=2, hidden_dim=256)
+    assert flops.language_model_flops_per_token(config, 1_000) == 6_000
+
+
+def test_matmul_flops_per_second_is_positive_and_finite():
+    value = flops.matmul_flops_per_second(64, 64, 64, repeats=2)
+    assert 0 < value < float("inf")
