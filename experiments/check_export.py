@@ -1,6 +1,6 @@
 r"""Checks that stock TF Serving can load and serve an export (read-only). Examples:
 
-    python -m experiments.check_export exports/gpt_shakespeare/1
+    python -m experiments.check_export exports/shakespeare_char/1
     python -m experiments.check_export exports/sst2/3 --model_name=sentiment
 
 EXPORT_VERSION_DIR is TF Serving's BASE/NAME/VERSION folder. The checks: only ops of core

@@ -5,7 +5,7 @@ Examples:
     python -m experiments.launch_local --num_workers=2 --threads_per_worker=1 -- \
         python -m experiments.train_lm --strategy=multi_worker --model_dir=runs/mw
     python -m experiments.launch_local --num_workers=2 --timeout_seconds=600 -- \
-        python -m experiments.train_classifier --strategy=multi_worker --data_dir=data/sst2
+        python -m experiments.train_classifier --strategy=multi_worker --data_dir=../shared/data/sst2
 
 Every worker runs the command after `--` with its own TF_CONFIG (worker 0 is the chief); each
 output line is prefixed with `[worker i]`. The launcher exits with the first non-zero worker
