@@ -11,6 +11,7 @@ import json
 import os
 
 from keras_llm.sweep.trials import format_value
+from keras_llm.training.atomic_files import write_text
 
 # Metrics where lower is better; every other metric (accuracy, f1, ...) is maximized.
 _LOWER_IS_BETTER = ("loss", "perplexity")
@@ -75,7 +76,7 @@ def write_leaderboard(rows, sweep_dir, metric):
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write(os.path.join(sweep_dir, "leaderboard.csv"), buffer.getvalue())
+    write_text(os.path.join(sweep_dir, "leaderboard.csv"), buffer.getvalue())
     shown = [c for c in columns if c not in ("model_dir",)]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
@@ -86,12 +87,6 @@ def write_leaderboard(rows, sweep_dir, metric):
             cells.append(value.replace("|", "\\|").replace("\n", " "))
         lines.append("| " + " | ".join(cells) + " |")
     markdown = "\n".join(lines) + "\n"
-    _write(os.path.join(sweep_dir, "leaderboard.md"), markdown)
+    write_text(os.path.join(sweep_dir, "leaderboard.md"), markdown)
     return markdown
 
-
-def _write(path, text):
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as file:
-        file.write(text)
-    os.replace(temporary, path)

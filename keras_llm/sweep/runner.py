@@ -23,6 +23,8 @@ import signal
 import subprocess
 import time
 
+from keras_llm.training.atomic_files import write_json
+
 RESULTS_FILE = "results.json"
 STATUS_FILE = "sweep_status.json"
 LOG_FILE = "sweep.log"
@@ -48,10 +50,7 @@ def last_error(log_path):
 
 
 def _write_status(trial_dir, status):
-    path = os.path.join(trial_dir, STATUS_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as file:
-        json.dump(status, file, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(trial_dir, STATUS_FILE), status)
 
 
 def run_trials(trials, command_fn, sweep_dir, parallel=1, log=print, poll_seconds=0.5):

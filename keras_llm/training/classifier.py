@@ -6,14 +6,11 @@ accuracy, precision, recall, F1 and the confusion matrix, printed as a table, lo
 TensorBoard (scalars and a confusion-matrix image) and written to `MODEL_DIR/results.json`.
 """
 
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from keras_llm import config as config_lib
-from keras_llm.config_validation import parse_profile_steps
 from keras_llm.data.classification_dataset import (
     classification_dataset,
     encode_text_list,
@@ -30,9 +27,9 @@ from keras_llm.evaluation.misclassified import class_probabilities, mistakes_mar
 from keras_llm.models.builders import build_classifier
 from keras_llm.progress import dataset_batches, evaluate_with_progress
 from keras_llm.training import losses, run_setup
-from keras_llm.training.dashboards import Dashboards, probe_batch, write_attention_maps
+from keras_llm.training.dashboards import probe_batch, write_attention_maps
 from keras_llm.training.run_directory import check_training_data, training_data_fingerprint
-from keras_llm.training.run_summaries import CLASSIFIER_METRICS, RunSummaries
+from keras_llm.training.run_summaries import CLASSIFIER_METRICS
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.training_state import create_training_state
 
@@ -146,15 +143,8 @@ def train_classifier(config, model_dir, log=print):
     settings = run_setup.run_settings(
         train, train_steps, eval_interval, train.batch_size, unit_name="examples",
         log_perplexity=False, checkpoint_interval=min(train.checkpoint_interval, eval_interval))
-    summaries = RunSummaries(run_directory, json.loads(config_lib.to_json(config)),
-                             CLASSIFIER_METRICS)
-    start_step = int(state.optimizer.iterations.numpy())
-    if start_step < train_steps:  # A finished run rerun trains nothing and writes no session.
-        summaries.start(start_step)
-    dashboards = Dashboards(run_directory, trainer, log_interval=train.log_interval,
-                            train_steps=train_steps, histogram_every=train.histogram_every,
-                            profile_steps=parse_profile_steps(train.profile_steps),
-                            probe_batch=probe)
+    summaries, dashboards = run_setup.start_dashboards(config, run_directory, trainer, state,
+                                                       train_steps, CLASSIFIER_METRICS, probe)
     summary = run_setup.run_training_or_close(run_directory, trainer, train_dataset, evaluate,
                                               state, settings, best=best, log=log,
                                               dashboards=dashboards)

@@ -6,15 +6,12 @@ the strategy's scope, then the loop. Everything that can be wrong with the input
 before anything is written to the model directory.
 """
 
-import json
 import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from keras_llm import config as config_lib
-from keras_llm.config_validation import parse_profile_steps
 from keras_llm.data import corpora, language_model_dataset
 from keras_llm.data.character_tokenizer import CharacterTokenizer
 from keras_llm.data.features import model_inputs
@@ -24,9 +21,9 @@ from keras_llm.generation.text_sampling import sample_prompts, sample_text
 from keras_llm.models.builders import build_language_model
 from keras_llm.progress import dataset_batches, evaluate_with_progress, Progress
 from keras_llm.training import flops, losses, run_setup
-from keras_llm.training.dashboards import Dashboards, probe_batch, write_attention_maps
+from keras_llm.training.dashboards import probe_batch, write_attention_maps
 from keras_llm.training.run_directory import check_training_data, training_data_fingerprint
-from keras_llm.training.run_summaries import LANGUAGE_MODEL_METRICS, RunSummaries
+from keras_llm.training.run_summaries import LANGUAGE_MODEL_METRICS
 from keras_llm.training.trainer import Trainer
 from keras_llm.training.training_state import create_training_state
 
@@ -157,15 +154,8 @@ def train_language_model(config, model_dir, log=print):
     settings = run_setup.run_settings(train, train_steps, eval_interval,
                                       units_per_step=tokens_per_step,
                                       flops_per_step=flops_per_step, peak_flops_per_second=peak)
-    summaries = RunSummaries(run_directory, json.loads(config_lib.to_json(config)),
-                             LANGUAGE_MODEL_METRICS)
-    start_step = int(state.optimizer.iterations.numpy())
-    if start_step < train_steps:  # A finished run rerun trains nothing and writes no session.
-        summaries.start(start_step)
-    dashboards = Dashboards(run_directory, trainer, log_interval=train.log_interval,
-                            train_steps=train_steps, histogram_every=train.histogram_every,
-                            profile_steps=parse_profile_steps(train.profile_steps),
-                            probe_batch=probe)
+    summaries, dashboards = run_setup.start_dashboards(config, run_directory, trainer, state,
+                                                       train_steps, LANGUAGE_MODEL_METRICS, probe)
     summary = run_setup.run_training_or_close(run_directory, trainer, train_dataset, evaluate,
                                               state, settings, best=best, log=log,
                                               dashboards=dashboards)

@@ -22,8 +22,10 @@ from keras_llm import config as config_lib, config_validation
 from keras_llm.training import loop
 from keras_llm.training.best_checkpoint import BestCheckpoint
 from keras_llm.training.checkpointing import checkpoint_step, latest_checkpoint
+from keras_llm.training.dashboards import Dashboards
 from keras_llm.training.precision import apply_runtime_settings
 from keras_llm.training.run_directory import RunDirectory, check_resumable
+from keras_llm.training.run_summaries import RunSummaries
 from keras_llm.training.strategy import make_strategy
 
 # kind -> (the config check, the data fields a resume must share with the saved run).
@@ -199,6 +201,38 @@ def run_training_or_close(run_directory, trainer, train_dataset_fn, evaluate_fn,
     except BaseException:  # Interrupted or failed: still remove a worker's temporary files.
         run_directory.close()
         raise
+
+
+def start_dashboards(config, run_directory, trainer, state, train_steps, metrics, probe_batch):
+    """The run's TensorBoard summaries and the loop's per-step hooks, for either task.
+
+    The HParams session, config table and projector (`RunSummaries`) start only when there is
+    training left: a finished run rerun writes no second session.
+
+    Args:
+        config: the resolved `LanguageModelConfig` or `ClassifierConfig`.
+        run_directory: the run's `RunDirectory`.
+        trainer: the run's `Trainer`.
+        state: the run's `TrainingState` (its optimizer's iteration count is the start step).
+        train_steps: int, the run's last step.
+        metrics: the task's final-metric tags (`run_summaries.LANGUAGE_MODEL_METRICS` or
+            `CLASSIFIER_METRICS`).
+        probe_batch: a fixed validation batch for histograms (see `dashboards.probe_batch`).
+
+    Returns:
+        `(RunSummaries, Dashboards)`.
+    """
+    train = config.train
+    summaries = RunSummaries(run_directory, json.loads(config_lib.to_json(config)), metrics)
+    start_step = int(state.optimizer.iterations.numpy())
+    if start_step < train_steps:
+        summaries.start(start_step)
+    dashboards = Dashboards(run_directory, trainer, log_interval=train.log_interval,
+                            train_steps=train_steps, histogram_every=train.histogram_every,
+                            profile_steps=config_validation.parse_profile_steps(
+                                train.profile_steps),
+                            probe_batch=probe_batch)
+    return summaries, dashboards
 
 
 def resolve_jit_compile(train_config, architecture):

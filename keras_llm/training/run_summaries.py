@@ -23,6 +23,7 @@ from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hp
 
 from keras_llm import config as config_lib
+from keras_llm.sweep.leaderboard import metric_value
 
 LANGUAGE_MODEL_METRICS = config_lib.LANGUAGE_MODEL_METRICS
 CLASSIFIER_METRICS = config_lib.CLASSIFIER_METRICS
@@ -85,19 +86,6 @@ def write_config_text(writer, config_dict, step=0):
     with writer.as_default(step=step):
         tf.summary.text("config", config_markdown(config_dict))
     writer.flush()
-
-
-def metric_value(results, tag):
-    """`results["validation"]["loss"]` for tag "validation.loss"; None if absent or not a number.
-    """
-    value = results
-    for key in tag.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
 
 
 def write_final_metrics(writer, results, metrics, step):
