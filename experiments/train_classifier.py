@@ -11,6 +11,8 @@ field is a flag of the same name. Examples:
         --validation_file=dev.csv --test_file=test.csv --text_column=review --label_column=stars
 """
 
+import time
+
 from absl import app, flags, logging
 
 from experiments.command import (check_export_dir, check_flags, export_after_training, run,
@@ -29,6 +31,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    started = time.monotonic()  # The `done:` line's "in all": data, model, training, export.
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
@@ -56,7 +59,8 @@ def main(argv):
         return status
     test = results.get("test", results["validation"])
     print(f"done: {results['steps']} steps, {'test' if 'test' in results else 'validation'} "
-          f"accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f}, {results['wall_seconds']:.0f} s")
+          f"accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f}, {results['wall_seconds']:.0f} s "
+          f"training, {time.monotonic() - started:.0f} s in all")
     return 0
 
 

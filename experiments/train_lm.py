@@ -10,6 +10,8 @@ config field is a flag of the same name; `--flagfile` reads them from a file. Ex
         --num_cpu_devices=2 --batch_size=24
 """
 
+import time
+
 from absl import app, flags, logging
 
 from experiments.command import (check_export_dir, check_flags, export_after_training, run,
@@ -28,6 +30,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    started = time.monotonic()  # The `done:` line's "in all": data, model, training, export.
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Progress lines are printed; absl INFO is noise.
@@ -56,7 +59,8 @@ def main(argv):
     validation = results["validation"]
     print(f"done: {results['steps']} steps, validation loss {validation['loss']:.4f} nats/token "
           f"(perplexity {validation['perplexity']:.2f}), {results['tokens_per_second']:,.0f} "
-          f"tokens/s, {results['wall_seconds']:.0f} s")
+          f"tokens/s, {results['wall_seconds']:.0f} s training, "
+          f"{time.monotonic() - started:.0f} s in all")
     return 0
 
 
