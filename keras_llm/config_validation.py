@@ -5,6 +5,7 @@ Needs no TensorFlow (nor `keras_llm.training`), so every command can check its f
 """
 
 import math
+import os
 
 from keras_llm.config import CLUSTER_RESOLVERS, DTYPE_POLICIES, JIT_COMPILE_MODES, STRATEGIES
 
@@ -39,6 +40,14 @@ class _Checker:
     def __call__(self, condition, flag, expected, value):
         if not condition:
             self.errors.append(f"--{flag} must be {expected}; got {value!r}.")
+
+    def folder(self, path, flag, holds, must_exist=True):
+        """A folder flag: an existing file is named as one, a missing path when `must_exist`."""
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            self.errors.append(f"--{flag} must be a folder ({holds}); got {path!r}, a file.")
+        elif path and must_exist and not os.path.exists(path):
+            self.errors.append(f"--{flag} must be a folder ({holds}); got {path!r}, which does "
+                               "not exist.")
 
     def raise_if_any(self):
         if self.errors:
@@ -119,6 +128,9 @@ def validate(config):
     check(data.tokenizer in ("character", "wordpiece"), "tokenizer", "character or wordpiece",
           data.tokenizer)
     check(data.errors in ("strict", "replace"), "errors", "strict or replace", data.errors)
+    check.folder(data.data_dir, "data_dir", "searched first for the named corpus's files, e.g. "
+                 "the one holding tinyshakespeare's input.txt; a text file of your own goes in "
+                 "--corpus")
     check(data.vocabulary_size >= 16, "vocabulary_size", ">= 16", data.vocabulary_size)
     check(model.architecture in ("gpt", "lstm"), "architecture", "gpt or lstm", model.architecture)
     for name in ("num_layers", "hidden_dim", "sequence_length"):
@@ -149,6 +161,9 @@ def validate_classifier(config):
           "auto, tsv, csv or jsonl", data.file_format)
     check(data.header in ("auto", "true", "false"), "header", "auto, true or false", data.header)
     check(data.errors in ("strict", "replace"), "errors", "strict or replace", data.errors)
+    # --dataset=imdb downloads into a --data_dir that does not exist yet.
+    check.folder(data.data_dir, "data_dir", "holding the dataset's files, e.g. sst2's "
+                 "train.tsv, dev.tsv and test.tsv", must_exist=data.dataset != "imdb")
     check(data.vocabulary_size >= 16, "vocabulary_size", ">= 16", data.vocabulary_size)
     check(data.sequence_length >= 1, "sequence_length", ">= 1", data.sequence_length)
     architectures = ("lstm", "bilstm", "transformer")
