@@ -69,3 +69,21 @@ def test_sampling_prints_its_seed_names_unknown_characters_and_clamps_top_k(firs
                      sample.stderr)
     assert sample.stdout.startswith("To b[UNK]")
     assert _sample(model_dir, f"--seed={seed.group(1)}").stdout == sample.stdout
+
+
+def test_an_lstm_run_prints_no_onednn_line_and_its_time_in_all(tmp_path):
+    # Keras's RNN loop transposes the bool mask; TensorFlow's oneDNN pass then printed
+    # "util.cc: oneDNN supports DT_BOOL only on platforms with AVX-512" at the first step.
+    corpus = tmp_path / "text.txt"
+    corpus.write_text("To be, or not to be: that is the question.\n" * 40)
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.train_lm", f"--corpus={corpus}",
+         f"--model_dir={tmp_path / 'run'}", "--architecture=lstm", "--train_steps=2",
+         "--num_layers=1", "--hidden_dim=8", "--sequence_length=8", "--batch_size=2",
+         "--eval_batches=1", "--sample_length=0"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    output = process.stdout + process.stderr
+    assert not [line for line in output.splitlines() if any(n in line for n in NOISE)], output
+    assert re.search(r"^done: 2 steps, .*, \d+ s training, \d+ s in all$", process.stdout,
+                     re.M), process.stdout

@@ -73,6 +73,17 @@ def _run_without_tensorflow(module, *flags):
      "error: --export_dir=/dev/null is a file, not a folder."),
     ("experiments.export", ["--model_dir=/nonexistent/run", "--export_dir=x"],
      "error: /nonexistent/run/config.json not found"),
+    ("experiments.train_lm", ["--data_dir=README.md"],
+     "error: Invalid configuration: --data_dir must be a folder (searched first for the named "
+     "corpus's files, e.g. the one holding tinyshakespeare's input.txt; a text file of your own "
+     "goes in --corpus); got 'README.md', a file."),
+    ("experiments.train_lm", ["--data_dir=/nonexistent/data"],
+     "error: Invalid configuration: --data_dir must be a folder (searched first for the named "
+     "corpus's files, e.g. the one holding tinyshakespeare's input.txt; a text file of your own "
+     "goes in --corpus); got '/nonexistent/data', which does not exist."),
+    ("experiments.train_classifier", ["--dataset=sst2", "--data_dir=README.md"],
+     "error: Invalid configuration: --data_dir must be a folder (holding the dataset's files, "
+     "e.g. sst2's train.tsv, dev.tsv and test.tsv); got 'README.md', a file."),
 ])
 def test_bad_values_fail_in_one_line_before_tensorflow(module, flags, message):
     process, seconds = _run_without_tensorflow(module, *flags)
