@@ -4,6 +4,7 @@
 Needs no TensorFlow (nor `keras_llm.training`), so every command can check its flags first.
 """
 
+import codecs
 import math
 import os
 
@@ -40,6 +41,13 @@ class _Checker:
     def __call__(self, condition, flag, expected, value):
         if not condition:
             self.errors.append(f"--{flag} must be {expected}; got {value!r}.")
+
+    def encoding(self, encoding):
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            self.errors.append(f"--encoding must be a Python codec name, e.g. utf-8 or cp1252; "
+                               f"got {encoding!r}.")
 
     def folder(self, path, flag, holds, must_exist=True):
         """A folder flag: an existing file is named as one, a missing path when `must_exist`."""
@@ -128,6 +136,7 @@ def validate(config):
     check(data.tokenizer in ("character", "wordpiece"), "tokenizer", "character or wordpiece",
           data.tokenizer)
     check(data.errors in ("strict", "replace"), "errors", "strict or replace", data.errors)
+    check.encoding(data.encoding)
     check.folder(data.data_dir, "data_dir", "searched first for the named corpus's files, e.g. "
                  "the one holding tinyshakespeare's input.txt; a text file of your own goes in "
                  "--corpus")
@@ -161,6 +170,7 @@ def validate_classifier(config):
           "auto, tsv, csv or jsonl", data.file_format)
     check(data.header in ("auto", "true", "false"), "header", "auto, true or false", data.header)
     check(data.errors in ("strict", "replace"), "errors", "strict or replace", data.errors)
+    check.encoding(data.encoding)
     # --dataset=imdb downloads into a --data_dir that does not exist yet.
     check.folder(data.data_dir, "data_dir", "holding the dataset's files, e.g. sst2's "
                  "train.tsv, dev.tsv and test.tsv", must_exist=data.dataset != "imdb")

@@ -136,8 +136,8 @@ def read_dataset(dataset, data_dir=None, *, train_file=None, validation_file=Non
                          f"received dataset={dataset!r}")
     if dataset in _FILE_LAYOUTS:
         if data_dir is None:
-            raise ValueError(f"dataset={dataset!r} expected data_dir, the folder holding "
-                             f"train.tsv, dev.tsv and test.tsv; received None")
+            raise ValueError(f"--dataset={dataset} needs --data_dir, the folder holding "
+                             f"train.tsv, dev.tsv and test.tsv; received none")
         options = {**_FILE_LAYOUTS[dataset], **reader_options}
         return {split: read_labelled_file(os.path.join(data_dir, name), **options)
                 for split, name in _LAYOUT_FILES.items()}
@@ -158,8 +158,8 @@ def read_dataset(dataset, data_dir=None, *, train_file=None, validation_file=Non
                              f"class_names, received {class_names!r}")
         data_dir, class_names = find_or_download_aclimdb(data_dir), ACLIMDB_CLASSES
     elif data_dir is None:
-        raise ValueError("dataset='directory' expected data_dir (with train/<class>/*.txt), "
-                         "received None")
+        raise ValueError("--dataset=directory needs --data_dir (with train/<class>/*.txt); "
+                         "received none")
     data_dir = os.fspath(data_dir)
     split_dirs = {"train": os.path.join(data_dir, "train")}
     for name in _VALIDATION_FOLDERS:

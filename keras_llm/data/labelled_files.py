@@ -97,11 +97,11 @@ def read_labelled_file(path, *, file_format="auto", text_column="sentence", labe
                          f"received {header!r}")
     if isinstance(text_column, bool) or not isinstance(text_column, (str, int)) or \
             type(text_column) is not type(label_column):
-        raise ValueError(f"reading {path}: expected text_column and label_column both column "
-                         f"names (str) or both 0-based indices (int), received "
-                         f"text_column={text_column!r}, label_column={label_column!r}")
+        raise ValueError(f"reading {path}: expected --text_column and --label_column both column "
+                         f"names or both 0-based indices, received "
+                         f"--text_column={text_column!r} --label_column={label_column!r}")
     if text_column == label_column:
-        raise ValueError(f"reading {path}: text_column and label_column are both "
+        raise ValueError(f"reading {path}: --text_column and --label_column are both "
                          f"{text_column!r}; expected two different columns")
     if not os.path.isfile(path):
         what = "is a directory" if os.path.isdir(path) else "no such file"
@@ -114,9 +114,11 @@ def read_labelled_file(path, *, file_format="auto", text_column="sentence", labe
     if file_format == "jsonl":
         if isinstance(text_column, int) or header or column_names is not None:
             raise ValueError(f"reading {path}: JSON Lines columns are object keys; expected "
-                             f"str text_column/label_column and no header/column_names, "
-                             f"received text_column={text_column!r}, header={header!r}, "
-                             f"column_names={column_names!r}")
+                             f"--text_column and --label_column names (not indices) and "
+                             f"--header=auto, received --text_column={text_column!r}, "
+                             f"--header={_header_flag(header)}"
+                             + ("" if column_names is None else
+                                f", column_names={column_names!r}"))
         rows = _jsonl_rows(text, path, text_column, label_column)
     else:
         rows = _delimited_rows(text, path, file_format, text_column, label_column, header,
@@ -156,6 +158,11 @@ def read_labelled_file(path, *, file_format="auto", text_column="sentence", labe
 def format_from_suffix(path):
     """The file format a path's suffix names ("tsv", "csv", "jsonl"), or None if it names none."""
     return _SUFFIX_FORMATS.get(os.path.splitext(os.fspath(path))[1].lower())
+
+
+def _header_flag(header):
+    """`read_labelled_file`'s header as the --header flag's value: None -> "auto"."""
+    return {None: "auto", True: "true", False: "false"}.get(header, repr(header))
 
 
 def _resolve_format(path, file_format):
@@ -201,12 +208,13 @@ def _delimited_rows(text, path, file_format, text_column, label_column, header, 
     named = isinstance(text_column, str)
     if header is None and not named:
         raise ValueError(f"reading {path}: with integer columns ({text_column}, {label_column}) "
-                         f"the header cannot be auto-detected; expected header=True or False "
-                         f"(--header=true or --header=false)")
+                         f"the header cannot be auto-detected; expected --header=true or "
+                         f"--header=false")
     if header is False and named and column_names is None:
-        raise ValueError(f"reading {path}: header=False with named columns {text_column!r}, "
-                         f"{label_column!r}; expected column_names (e.g. ('label', 'sentence')) "
-                         f"or integer column indices")
+        raise ValueError(f"reading {path}: --header=false with named columns "
+                         f"--text_column={text_column!r} --label_column={label_column!r}; "
+                         f"without a header expected 0-based indices (e.g. --text_column=1 "
+                         f"--label_column=0)")
     names = list(column_names) if column_names is not None else None
     expected = len(names) if names else None  # field count, fixed below if still unknown
     text_index, label_index = (None, None) if named else (text_column, label_column)
@@ -230,7 +238,8 @@ def _delimited_rows(text, path, file_format, text_column, label_column, header, 
                 raise DataError(
                     f"{path}, line {line}: expected a header row naming the columns "
                     f"{text_column!r} and {label_column!r}, found {_preview(fields)}; for a file "
-                    f"without a header pass header=False with column_names or integer columns",
+                    f"without a header pass --header=false and 0-based column indices (e.g. "
+                    f"--text_column=1 --label_column=0)",
                     path=path, line=line)
             if is_header:
                 expected = len(fields)
@@ -259,7 +268,7 @@ def _find_columns(names, text_column, label_column, path, line, source):
     if missing:
         where = f"{path}, line {line}" if line else path
         raise DataError(f"{where}: the {source} {names} lacks the column(s) {missing}; expected "
-                        f"it to name text_column {text_column!r} and label_column "
+                        f"it to name --text_column={text_column!r} and --label_column="
                         f"{label_column!r}", path=path, line=line)
     return names.index(text_column), names.index(label_column)
 

@@ -174,10 +174,9 @@ def decode_bytes(raw, *, path, encoding="utf-8", errors="strict", skip_bad_rows=
         codec = codecs.lookup(encoding).name
         codecs.lookup_error(errors)
     except LookupError as error:
-        raise ValueError(f"reading {path}: expected a Python codec name for encoding (e.g. "
-                         f"'utf-8', 'cp1252') and an error handler for errors ('strict', "
-                         f"'replace'); received encoding={encoding!r}, errors={errors!r}: "
-                         f"{error}") from None
+        raise ValueError(f"reading {path}: expected a Python codec name for --encoding (e.g. "
+                         f"utf-8, cp1252) and strict or replace for --errors; received "
+                         f"--encoding={encoding!r} --errors={errors!r}: {error}") from None
     start = 0
     if codec in ("utf-8", "utf-8-sig"):
         codec = "utf-8"

@@ -1,5 +1,7 @@
 """Reading one labelled file: the real SST-2 / ChnSentiCorp files and every bad input."""
 
+import re
+
 import pytest
 
 from keras_llm.data import labelled_files
@@ -201,3 +203,17 @@ def test_labelled_files_reexports_the_data_types():
     assert labelled_files.LabelVocabulary is label_vocabulary.LabelVocabulary
     assert labelled_files.DataError is labelled_texts.DataError
     assert issubclass(DataError, ValueError)
+
+
+@pytest.mark.parametrize("options, flags", [
+    (dict(header=False), "--header=false with named columns --text_column='sentence' "
+                         "--label_column='label'; without a header expected 0-based indices"),
+    (dict(text_column=1, label_column="label"), "--text_column=1 --label_column='label'"),
+    (dict(text_column="label"), "--text_column and --label_column are both 'label'"),
+    (dict(text_column=1, label_column=0), "expected --header=true or --header=false"),
+])
+def test_errors_a_flag_can_cause_name_the_flag(tmp_path, options, flags):
+    path = tmp_path / "data.tsv"
+    path.write_text("1\tgood\n")
+    with pytest.raises(ValueError, match=re.escape(flags)):
+        read_labelled_file(path, **options)

@@ -81,6 +81,9 @@ def _run_without_tensorflow(module, *flags):
      "error: Invalid configuration: --data_dir must be a folder (searched first for the named "
      "corpus's files, e.g. the one holding tinyshakespeare's input.txt; a text file of your own "
      "goes in --corpus); got '/nonexistent/data', which does not exist."),
+    ("experiments.train_classifier", ["--encoding=utf-9"],
+     "error: Invalid configuration: --encoding must be a Python codec name, e.g. utf-8 or "
+     "cp1252; got 'utf-9'."),
     ("experiments.train_classifier", ["--dataset=sst2", "--data_dir=README.md"],
      "error: Invalid configuration: --data_dir must be a folder (holding the dataset's files, "
      "e.g. sst2's train.tsv, dev.tsv and test.tsv); got 'README.md', a file."),
