@@ -37,22 +37,31 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    # Before TensorFlow loads: a --model_dir that holds no language-model run fails at once.
-    _, status = check_flags(lambda: config_lib.load_run_config(FLAGS.model_dir,
-                                                               config_lib.LanguageModelConfig))
+    def check_run():  # Before TensorFlow loads: an empty prompt or a --model_dir without a run.
+        if not FLAGS.prompt:
+            raise ValueError("--prompt is empty; give at least one character to continue (the "
+                             "default is a line break).")
+        return config_lib.load_run_config(FLAGS.model_dir, config_lib.LanguageModelConfig)
+
+    _, status = check_flags(check_run)
     if status:
         return status
     from keras_llm.evaluation.trained_runs import load_trained_language_model
-    from keras_llm.generation.text_sampling import stream_text, unknown_characters
+    from keras_llm.generation.text_sampling import check_prompt, stream_text, unknown_characters
 
     try:
         model, tokenizer, config, step = load_trained_language_model(FLAGS.model_dir)
+        check_prompt(tokenizer, FLAGS.prompt)  # E.g. only spaces for WordPiece: no tokens.
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"# {FLAGS.model_dir}, step {step}", file=sys.stderr)
     seed = FLAGS.seed
-    if seed is None:  # Fresh text each time, yet reproducible: the seed is printed.
+    # Greedy decoding (temperature 0, or only the most likely token) draws nothing: no seed.
+    greedy = FLAGS.temperature == 0 or FLAGS.top_k == 1
+    if seed is None and greedy:
+        seed = 0
+    elif seed is None:  # Fresh text each time, yet reproducible: the seed is printed.
         seed = random.SystemRandom().randrange(2**31 - FLAGS.num_samples)
         print(f"# seed {seed}; rerun with --seed={seed} to reproduce", file=sys.stderr)
     unknown = unknown_characters(tokenizer, FLAGS.prompt)

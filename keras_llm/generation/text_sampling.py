@@ -111,6 +111,12 @@ def unknown_characters(tokenizer, text):
     return seen
 
 
+def check_prompt(tokenizer, prompt):
+    """Raises `ValueError` (naming --prompt) if `prompt` has no tokens, e.g. "" or only spaces
+    for a WordPiece tokenizer: there is nothing to continue."""
+    _prompt_ids(tokenizer, prompt)
+
+
 def _prompt_ids(tokenizer, prompt):
     prompt_ids = tokenizer.tokenize(tf.constant([prompt])).to_tensor()  # (1, prompt_len)
     if prompt_ids.shape[1] == 0:

@@ -87,3 +87,11 @@ def test_an_lstm_run_prints_no_onednn_line_and_its_time_in_all(tmp_path):
     assert not [line for line in output.splitlines() if any(n in line for n in NOISE)], output
     assert re.search(r"^done: 2 steps, .*, \d+ s training, \d+ s in all$", process.stdout,
                      re.M), process.stdout
+
+
+def test_greedy_sampling_prints_no_seed(first_run):
+    _, model_dir, first = first_run
+    assert first.returncode == 0
+    sample = _sample(model_dir, "--temperature=0")
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    assert "seed" not in sample.stderr, sample.stderr

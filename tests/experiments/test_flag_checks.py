@@ -64,6 +64,8 @@ def _run_without_tensorflow(module, *flags):
     ("experiments.sample", ["--model_dir=/nonexistent/run"],
      "error: /nonexistent/run/config.json not found: is --model_dir=/nonexistent/run a "
      "training run?"),
+    ("experiments.sample", ["--model_dir=/nonexistent/run", "--prompt="],
+     "error: --prompt is empty; give at least one character to continue"),
     ("experiments.evaluate", ["--model_dir=/nonexistent/run", "--data=x.tsv"],
      "error: /nonexistent/run/config.json not found"),
     ("experiments.train_lm", ["--export_dir="], "error: --export_dir must name a folder"),
