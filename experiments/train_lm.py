@@ -57,10 +57,12 @@ def main(argv):
     if status or results.get("already_finished"):  # A finished run said so in its one line.
         return status
     validation = results["validation"]
+    # 0 when not measured: every step ran in the first call, which traces (e.g. 1 step).
+    speed = (f"{results['tokens_per_second']:,.0f} tokens/s, " if results["tokens_per_second"]
+             else "")
     print(f"done: {results['steps']} steps, validation loss {validation['loss']:.4f} nats/token "
-          f"(perplexity {validation['perplexity']:.2f}), {results['tokens_per_second']:,.0f} "
-          f"tokens/s, {results['wall_seconds']:.0f} s training, "
-          f"{time.monotonic() - started:.0f} s in all")
+          f"(perplexity {validation['perplexity']:.2f}), {speed}{results['wall_seconds']:.0f} s "
+          f"training, {time.monotonic() - started:.0f} s in all")
     return 0
 
 

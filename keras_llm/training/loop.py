@@ -200,8 +200,7 @@ def run_training(trainer, train_dataset_fn, evaluate_fn, state, run_directory, s
                         gradient_norm=gradient_norms[-1],
                         seconds_per_step=(timed_seconds / timed_steps if timed_steps
                                           else step_seconds),
-                        units_per_second=(settings.units_per_step * timed_steps / timed_seconds
-                                          if timed_seconds else 0.0))
+                        measured=bool(timed_seconds))
                     window_losses = []
                 if step % settings.checkpoint_interval == 0 or step == train_steps:
                     last_checkpoint = checkpoint_manager.save(checkpoint_number=step)
@@ -238,31 +237,36 @@ def model_flops_utilization(settings, seconds_per_step):
 
 
 def _log_progress(writer, log, step, settings, window_losses, *, learning_rate, gradient_norm,
-                  seconds_per_step, units_per_second):
-    """Writes the train scalars and prints the progress line; returns the window's mean loss."""
+                  seconds_per_step, measured):
+    """Writes the train scalars and prints the progress line; returns the window's mean loss.
+
+    `measured`: whether `seconds_per_step` comes from timed calls. Before the first timed call
+    (only the first, tracing call ran, e.g. a 1-step run) it is that call's time, tracing
+    included: it sizes the ETA, but no throughput, step time or MFU is reported from it.
+    """
     mean_loss = float(np.mean(window_losses))
     unit_name = settings.unit_name
-    scalars = {
-        "loss": mean_loss,
-        "learning_rate": learning_rate,
-        "gradient_norm": gradient_norm,
-        f"{unit_name}_per_second": units_per_second,
-        "milliseconds_per_step": 1000 * seconds_per_step,
-    }
+    scalars = {"loss": mean_loss, "learning_rate": learning_rate, "gradient_norm": gradient_norm}
     if settings.log_perplexity:
         scalars["perplexity"] = math.exp(min(mean_loss, 50.0))
-    utilization = model_flops_utilization(settings, seconds_per_step)
-    if utilization is not None:
-        scalars["model_flops_utilization"] = utilization
+    speed = " | speed: not measured (the first call traces and compiles)"
+    if measured:
+        units_per_second = settings.units_per_step / seconds_per_step
+        scalars[f"{unit_name}_per_second"] = units_per_second
+        scalars["milliseconds_per_step"] = 1000 * seconds_per_step
+        utilization = model_flops_utilization(settings, seconds_per_step)
+        if utilization is not None:
+            scalars["model_flops_utilization"] = utilization
+        mfu = f" | MFU {100 * utilization:.1f}%" if utilization is not None else ""
+        speed = (f" | {units_per_second:,.0f} {unit_name}/s"
+                 f" | {1000 * seconds_per_step:.1f} ms/step{mfu}")
     with writer.as_default(step=step):
         for name, value in scalars.items():
             tf.summary.scalar(name, value)
     eta = format_duration(seconds_per_step * (settings.train_steps - step))
-    mfu = f" | MFU {100 * utilization:.1f}%" if utilization is not None else ""
     log(
         f"step {step}/{settings.train_steps} | loss {mean_loss:.4f} | lr {learning_rate:.2e}"
-        f" | grad norm {gradient_norm:.3f} | {units_per_second:,.0f} {unit_name}/s"
-        f" | {1000 * seconds_per_step:.1f} ms/step{mfu} | ETA {eta}"
+        f" | grad norm {gradient_norm:.3f}{speed} | ETA {eta}"
     )
     return mean_loss
 

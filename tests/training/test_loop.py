@@ -140,3 +140,21 @@ def test_model_flops_utilization_is_flops_over_time_over_peak():
     # 4 GFLOP in 50 ms is 80 GFLOP/s: half of a 160 GFLOP/s peak.
     assert loop.model_flops_utilization(settings, 0.050) == pytest.approx(0.5)
     assert loop.model_flops_utilization(_settings(), 0.050) is None
+
+
+def test_a_one_step_run_reports_no_speed_it_did_not_measure(tmp_path):
+    # Its only call traces and compiles: "0 examples/s" was printed before.
+    lines = []
+    summary, _, _ = _run(tmp_path, _settings(train_steps=1), lines=lines)
+    [progress] = [line for line in lines if line.startswith("step 1/1 |")]
+    assert "speed: not measured (the first call traces and compiles)" in progress
+    assert "examples/s" not in progress and "ms/step" not in progress
+    assert summary["units_per_second"] == 0.0 and summary["model_flops_utilization"] is None
+
+
+def test_later_lines_report_the_timed_calls_speed(tmp_path):
+    lines = []
+    summary, _, _ = _run(tmp_path, _settings(train_steps=3), lines=lines)
+    last = [line for line in lines if line.startswith("step 3/3 |")][0]
+    assert f"{summary['units_per_second']:,.0f} examples/s" in last
+    assert f"{summary['milliseconds_per_step']:.1f} ms/step" in last
