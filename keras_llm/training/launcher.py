@@ -234,7 +234,9 @@ class LocalCluster:
             process.wait()
 
     def wait(self, timeout_seconds=None):
-        """Waits for the workers; stops them all when one fails or the time is up.
+        """Waits for the workers; stops them all when one fails or the time is up. After a
+        forwarded signal (`forward_signal`) it waits for every worker to exit by itself, up to
+        the grace period.
 
         Args:
             timeout_seconds: stop every worker after this many seconds (None or 0: no limit).
@@ -252,10 +254,15 @@ class LocalCluster:
                 if failed:
                     index, code = failed[0]
                     status = _exit_status(code)
-                    if any(c is None for c in codes):
-                        self._print(f"[launcher] worker {index} exited with status {status}; "
-                                    "stopping the other workers.\n")
-                    break
+                    if self._kill_deadline is None:  # A failure: the others would wait for it.
+                        if any(c is None for c in codes):
+                            self._print(f"[launcher] worker {index} exited with status "
+                                        f"{status}; stopping the other workers.\n")
+                        break
+                    # After a forwarded Ctrl-C or SIGTERM every worker is stopping (saving a
+                    # checkpoint first): not a failure, so wait for all, up to the grace period.
+                    if all(c is not None for c in codes):
+                        break
                 if all(c == 0 for c in codes):
                     break
                 if self._kill_deadline is not None and time.monotonic() > self._kill_deadline:

@@ -160,6 +160,22 @@ def test_sigint_is_forwarded_to_every_worker():
     assert process.returncode == 128 + signal.SIGINT
 
 
+def test_ctrl_c_is_an_interruption_not_a_failure_and_every_worker_may_finish_saving():
+    # Worker 0 exits 130 at once; worker 1 takes 0.5 s to "save". It used to read "worker 0
+    # exited with status 130; stopping the other workers", and worker 1 got a SIGTERM too.
+    code = ("import json, os, signal, sys, time\n"
+            "index = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
+            "def stop(signum, frame): time.sleep(0.5 * index); print('saved'); sys.exit(130)\n"
+            "signal.signal(signal.SIGINT, stop); print('ready', flush=True); time.sleep(60)")
+    process, lines = _start_launcher(code)
+    process.send_signal(signal.SIGINT)
+    output = "".join(lines) + process.communicate(timeout=30)[0]
+    assert "[launcher] got SIGINT; forwarding it to the workers." in output
+    assert "stopping the other workers" not in output, output
+    assert "[worker 0] saved" in output and "[worker 1] saved" in output
+    assert process.returncode == 130
+
+
 def test_workers_that_ignore_a_forwarded_sigterm_are_killed_after_the_grace_period():
     # As TensorFlow's preemption notifier does under MultiWorkerMirroredStrategy.
     code = ("import signal, time; signal.signal(signal.SIGTERM, lambda *a: print('ignored')); "
