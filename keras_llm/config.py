@@ -202,7 +202,9 @@ class ClassificationDataConfig:
     )
     data_dir: str = _field(None, "Folder holding the dataset's files.")
     train_file: str = _field(None, "--dataset=files: the training file (TSV, CSV or JSONL).")
-    validation_file: str = _field(None, "--dataset=files: the validation file.")
+    validation_file: str = _field(None, "--dataset=files: the validation file; default: a "
+                                  "seeded 10% of the training rows, held out (any dataset "
+                                  "without a validation split).")
     test_file: str = _field(None, "--dataset=files: the test file.")
     file_format: str = _field("auto", "--dataset=files: auto (from the suffix), tsv, csv, jsonl.")
     text_column: str = _field("text", "--dataset=files: name (or 0-based index) of the text column.")
