@@ -149,8 +149,10 @@ def import_tensorflow_quietly():
             import tensorflow_text  # noqa: F401  Its libraries print the banner a second time.
 
             tf.config.list_physical_devices("GPU")  # cuInit's line comes at the first query.
-            # Spends the once-per-process oneDNN DT_BOOL line now (see the module docstring).
-            tf.transpose(tf.constant([[True]]))
+            # Spends the once-per-process oneDNN DT_BOOL line now (see the module docstring);
+            # on the CPU, where the oneDNN kernels are, also on a machine with a GPU.
+            with tf.device("/CPU:0"):
+                tf.transpose(tf.constant([[True]]))
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
