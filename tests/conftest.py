@@ -48,12 +48,18 @@ def replica_strategy(num_replicas):
 
 
 def tiny_language_model_config(data_dir, **train_overrides):
-    """A small, fast GPT config over the shared Tiny Shakespeare (one replica)."""
+    """A small, fast GPT config over the shared Tiny Shakespeare (one replica).
+
+    The train step is not XLA-compiled (`jit_compile="false"`): compiling takes several seconds
+    per run, more than a tiny run's steps. Tests whose subject is the default XLA step pass
+    `jit_compile="auto"` (test_language_model's end-to-end run); that the compiled step equals
+    the uncompiled one is tests/training/test_replica_equivalence.py's.
+    """
     from keras_llm import config as config_lib
 
     train = dict(strategy="one_device", batch_size=8, train_steps=30, warmup_steps=5,
                  learning_rate=3e-3, min_learning_rate=3e-4, eval_interval=15, eval_batches=4,
-                 log_interval=10, checkpoint_interval=15, sample_length=8)
+                 log_interval=10, checkpoint_interval=15, sample_length=8, jit_compile="false")
     train.update(train_overrides)
     return config_lib.LanguageModelConfig(
         preset="test",

@@ -13,6 +13,7 @@ The peak is not a datasheet figure but measured here: the best of large square `
 which is what the machine's float32 matmul kernels reach.
 """
 
+import functools
 import time
 
 import tensorflow as tf
@@ -76,10 +77,21 @@ def matmul_flops_per_second(m, k, n, repeats=5, device=None, dtype=tf.float32):
     return 2.0 * m * k * n / best
 
 
+@functools.cache
 def measure_matmul_peak(sizes=(1024, 2048), repeats=5, device=None):
     """The float32 matmul peak in FLOP/s: the best of square `tf.matmul`s of these sizes.
 
-    About a second on a 2-core CPU. A shared machine gives a lower figure (and so a higher
-    utilization); measure the peak and the model in the same run.
+    About a second on a 2-core CPU, so it is measured once per process and arguments (cached):
+    a process that trains several runs (a notebook, the test suite) pays it once. A shared
+    machine gives a lower figure (and so a higher utilization); measure the peak and the model
+    in the same process. `experiments.benchmark` times its own peaks alongside the steps.
+
+    Args:
+        sizes: tuple of ints, the square sizes tried (hashable: the cache's key).
+        repeats: int >= 1, timed runs of each size.
+        device: optional device name; None: TensorFlow's placement.
+
+    Returns:
+        float, FLOP/s of the fastest size.
     """
     return max(matmul_flops_per_second(size, size, size, repeats, device) for size in sizes)

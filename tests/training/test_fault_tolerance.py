@@ -138,7 +138,9 @@ def test_sigterm_saves_at_the_step_and_the_resumed_run_is_exact(tiny_shakespeare
 
 
 def test_dropout_continues_exactly_after_sigint(tiny_shakespeare_dir, tmp_path, uninterrupted_dir):
-    config = _config(tiny_shakespeare_dir, model={"dropout": 0.2})
+    # The user's default XLA-compiled step (jit_compile auto), whose dropout seed state lives in
+    # the compiled step; the other tests here train without XLA (faster to start).
+    config = _config(tiny_shakespeare_dir, model={"dropout": 0.2}, jit_compile="auto")
     reference_dir, model_dir = str(tmp_path / "uninterrupted"), str(tmp_path / "interrupted")
     train_language_model(config, reference_dir, log=_quiet)
     _interrupt_and_resume(config, model_dir, step=4, signum=signal.SIGINT)

@@ -24,3 +24,12 @@ def test_lstm_flops_are_six_per_parameter():
 def test_matmul_flops_per_second_is_positive_and_finite():
     value = flops.matmul_flops_per_second(64, 64, 64, repeats=2)
     assert 0 < value < float("inf")
+
+
+def test_the_peak_is_measured_once_per_process():
+    # Each language-model run asks for the peak (about a second): the second ask is the cache's.
+    first = flops.measure_matmul_peak(sizes=(64, 128), repeats=1)
+    hits = flops.measure_matmul_peak.cache_info().hits
+    assert flops.measure_matmul_peak(sizes=(64, 128), repeats=1) is first
+    assert flops.measure_matmul_peak.cache_info().hits == hits + 1
+    assert 0 < first < float("inf")

@@ -27,7 +27,8 @@ def _quiet(*args, **kwargs):
 
 def test_few_steps_learn_checkpoint_and_resume(tiny_shakespeare_dir, tmp_path):
     model_dir = str(tmp_path / "run")
-    config = tiny_language_model_config(tiny_shakespeare_dir)
+    # The user's default: auto, i.e. the GPT's train step compiled with XLA.
+    config = tiny_language_model_config(tiny_shakespeare_dir, jit_compile="auto")
     lines = []
     results = train_language_model(config, model_dir, log=lines.append)
 
@@ -52,6 +53,9 @@ def test_few_steps_learn_checkpoint_and_resume(tiny_shakespeare_dir, tmp_path):
                and "tokens/s" not in line and "ETA" in line for line in lines)
     assert any(line.startswith("step 20/30 | loss ") and "tokens/s" in line and "ETA" in line
                for line in lines)
+    # Model FLOPs utilization: the measured peak, and the model's FLOP/s over it.
+    assert results["peak_flops_per_second"] > 0 and results["model_flops_utilization"] > 0
+    assert any(" ms/step | MFU " in line for line in lines)
     # TensorBoard: the scalars a practitioner watches, and text samples at each evaluation.
     assert {"loss", "perplexity", "learning_rate", "gradient_norm", "tokens_per_second"} <= (
         event_tags(os.path.join(model_dir, "logs", "train")))

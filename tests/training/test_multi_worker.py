@@ -200,11 +200,13 @@ def test_launch_local_without_a_command():
 
 # -------------------------------------------------------------------------- TensorFlow
 
-# tests/conftest.py::tiny_language_model_config's sizes, as train_lm flags.
+# tests/conftest.py::tiny_language_model_config's sizes, as train_lm flags; no XLA, as there (the
+# compile takes longer than the steps; the compiled step on several replicas is
+# test_replica_equivalence.py's).
 TINY_FLAGS = {"num_layers": 2, "num_heads": 2, "hidden_dim": 32, "sequence_length": 32,
               "batch_size": 8, "train_steps": 6, "warmup_steps": 2, "sample_length": 0,
               "dropout": 0.0, "eval_interval": 6, "eval_batches": 2, "checkpoint_interval": 6,
-              "log_interval": 1}
+              "log_interval": 1, "jit_compile": "false"}
 
 
 def _train_lm_command(model_dir, data_dir, **flags):
