@@ -18,15 +18,17 @@ Rows (synthetic token ids of the preset's vocabulary; warm-up excluded; medians 
   load); each sweep row against its own.
 - pipeline: the real input pipeline (window, shuffle, batch, distribute over token ids) against
   batches built beforehand in memory.
-- scaling: 2 logical CPU devices vs 1 (MirroredStrategy) and 2 local workers vs 1
-  (MultiWorkerMirroredStrategy), each a fresh `experiments.benchmark_train` process at the same
-  global batch.
+- scaling: 2 logical CPU devices (MirroredStrategy) vs 1 device, both built in one fresh
+  `experiments.benchmark_train --compare_one_device` process and timed in alternating rounds;
+  2 local workers (MultiWorkerMirroredStrategy) vs 1, fresh processes in --scaling_rounds
+  alternating rounds (medians). All at the same global batch.
 - generation: cached greedy decoding, new tokens/s, against KerasHub's `GPT2CausalLM.generate`.
 - --sweep: our step at larger widths, contexts and depths, with MFU.
 """
 
 import json
 import re
+import statistics
 import subprocess
 import sys
 
@@ -46,7 +48,9 @@ flags.DEFINE_integer("benchmark_vocabulary_size", 67, "Vocabulary (Tiny Shakespe
                      lower_bound=3)
 flags.DEFINE_list("skip", [], f"Sections to leave out: any of {', '.join(SECTIONS)}.")
 flags.DEFINE_boolean("sweep", False, "Also time our step at larger model sizes.")
-flags.DEFINE_integer("scaling_steps", 64, "Timed steps per scaling process.", lower_bound=1)
+flags.DEFINE_integer("scaling_steps", 64, "Timed steps per scaling measurement.", lower_bound=1)
+flags.DEFINE_integer("scaling_rounds", 2, "Alternating rounds of the 1- and 2-worker processes "
+                     "(medians).", lower_bound=1)
 flags.DEFINE_string("output", None, "Also write every figure as JSON to this file.")
 FLAGS = flags.FLAGS
 
@@ -163,30 +167,41 @@ _FIGURE = re.compile(r"tokens/s:\s*([\d,]+)")
 
 
 def _process_tokens_per_second(command, log):
+    """The `tokens/s:` figures `command` prints (a list), or None if it failed."""
     process = subprocess.run(command, capture_output=True, text=True, timeout=900)
     figures = _FIGURE.findall(process.stdout)
     if process.returncode != 0 or not figures:
         log(f"{' '.join(command)} failed ({process.returncode}): {process.stderr[-500:]}")
         return None
-    return float(figures[0].replace(",", ""))  # launch_local: the chief's line comes first.
+    return [float(figure.replace(",", "")) for figure in figures]
 
 
 def _scaling_rows(config, table, log):
-    benchmark = [sys.executable, "-m", "experiments.benchmark_train", f"--preset={FLAGS.preset}",
-                 f"--steps={FLAGS.scaling_steps}"]
+    """Mirrored on 2 logical devices against 1 device, timed alternating in one fresh process
+    (`benchmark_train --compare_one_device`); 2 local workers against 1, fresh processes run
+    in alternating rounds (a worker set cannot share a process), medians."""
+    benchmark = [sys.executable, "-m", "experiments.benchmark_train", f"--preset={FLAGS.preset}"]
     launch = [sys.executable, "-m", "experiments.launch_local", "--threads_per_worker=1",
               "--timeout_seconds=900"]
-    runs = {
-        "1 device": benchmark + ["--strategy=one_device"],
-        "2 logical devices (mirrored)": benchmark + ["--strategy=mirrored", "--num_cpu_devices=2"],
-        "1 worker": launch + ["--num_workers=1", "--"] + benchmark + ["--strategy=multi_worker"],
-        "2 workers": launch + ["--num_workers=2", "--"] + benchmark + ["--strategy=multi_worker"],
-    }
     tokens = config.train.batch_size * config.model.sequence_length
     figures = {}
-    for name, command in runs.items():
-        log(f"scaling: {name} (a fresh process) ...")
-        figures[name] = _process_tokens_per_second(command, log)
+    log("scaling: 2 logical devices (mirrored) against 1 device, alternating in one process ...")
+    steps = max(2, FLAGS.scaling_steps // FLAGS.repeats)
+    both = _process_tokens_per_second(
+        benchmark + ["--strategy=mirrored", "--num_cpu_devices=2", "--compare_one_device",
+                     f"--steps={steps}", f"--repeats={FLAGS.repeats}"], log)
+    figures["2 logical devices (mirrored)"], figures["1 device"] = both or (None, None)
+    rounds = {"1 worker": [], "2 workers": []}
+    for round_index in range(FLAGS.scaling_rounds):
+        for name, workers in (("1 worker", 1), ("2 workers", 2)):
+            log(f"scaling: {name}, round {round_index + 1} of {FLAGS.scaling_rounds} ...")
+            figure = _process_tokens_per_second(
+                launch + [f"--num_workers={workers}", "--"] + benchmark
+                + ["--strategy=multi_worker", f"--steps={FLAGS.scaling_steps}"], log)
+            if figure:
+                rounds[name].append(figure[0])  # launch_local: the chief's line comes first.
+    for name, values in rounds.items():
+        figures[name] = statistics.median(values) if values else None
     for name, reference in (("2 logical devices (mirrored)", "1 device"),
                             ("2 workers", "1 worker")):
         for row_name in (reference, name):

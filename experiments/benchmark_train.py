@@ -8,7 +8,15 @@ Examples:
     python -m experiments.benchmark_train --preset=shakespeare_char --steps=200
     python -m experiments.benchmark_train --preset=shakespeare_char --num_cpu_devices=2 \
         --strategy=mirrored
+    python -m experiments.benchmark_train --num_cpu_devices=2 --strategy=mirrored \
+        --compare_one_device --steps=16 --repeats=7
+
+With --compare_one_device the same step also runs on the first device alone, in this process,
+in alternating rounds, and the ratio is printed: on a shared machine only figures timed side
+by side compare.
 """
+
+import sys
 
 from absl import app, flags, logging
 
@@ -21,6 +29,11 @@ flags.DEFINE_integer("steps", 200, "Timed steps.", lower_bound=1)
 flags.DEFINE_integer("warmup", 10, "Untimed steps first (tracing).", lower_bound=1)
 flags.DEFINE_integer("benchmark_vocabulary_size", 67, "Vocabulary size of the synthetic data.",
                      lower_bound=1)
+flags.DEFINE_boolean("compare_one_device", False,
+                     "Also time the step on one device in alternating rounds and print the ratio "
+                     "(for --strategy=mirrored with --num_cpu_devices > 1, or several GPUs).")
+flags.DEFINE_integer("repeats", 7, "With --compare_one_device: alternating rounds of --steps "
+                     "steps each (medians).", lower_bound=1)
 SECTIONS = define_config_flags(config_lib.LanguageModelConfig)
 FLAGS = flags.FLAGS
 
@@ -33,6 +46,8 @@ def main(argv):
         presets.language_model_config(FLAGS.preset), SECTIONS, config_validation.validate))
     if status:
         return status
+    if FLAGS.compare_one_device:
+        return _compare_one_device(config)
     from keras_llm.training.benchmark import benchmark_train_step
 
     figures = benchmark_train_step(config, FLAGS.benchmark_vocabulary_size, FLAGS.steps,
@@ -43,6 +58,28 @@ def main(argv):
           f" {figures['num_replicas']} replica(s) ({figures['strategy']})")
     print(f"ms/step:  {figures['ms_per_step']:.2f}")
     print(f"tokens/s: {figures['tokens_per_second']:,.0f}")
+    return 0
+
+
+def _compare_one_device(config):
+    from keras_llm.training.benchmark import compare_with_one_device
+
+    figures = compare_with_one_device(config, FLAGS.benchmark_vocabulary_size, FLAGS.steps,
+                                      FLAGS.repeats)
+    if figures["num_replicas"] < 2:
+        print(f"error: --compare_one_device needs a strategy with several replicas; "
+              f"--strategy={config.train.strategy} --num_cpu_devices="
+              f"{config.train.num_cpu_devices} gives 1.", file=sys.stderr)
+        return 1
+    tokens = config.train.batch_size * config.model.sequence_length
+    print(f"preset {config.preset} ({figures['parameters']:,} parameters), global batch "
+          f"{config.train.batch_size} x {config.model.sequence_length} tokens, "
+          f"{FLAGS.repeats} alternating rounds of {FLAGS.steps} steps (medians)")
+    for name, label in (("strategy", f"{figures['num_replicas']} replicas"),
+                        ("one_device", "1 device")):
+        print(f"{label}: ms/step {1000 * figures[name]:.2f}, tokens/s: "
+              f"{tokens / figures[name]:,.0f}")
+    print(f"ratio: {figures['one_device'] / figures['strategy']:.2f}x")
     return 0
 
 

@@ -104,10 +104,15 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             `(query, key, value)`, each `(batch, num_heads, seq_len, head_dim)`.
         """
         batch_size = ops.shape(x)[0]
-        qkv = self.query_key_value(x)  # (batch, seq_len, 3 * hidden_dim)
-        qkv = ops.reshape(qkv, (batch_size, -1, 3, self.num_heads, self.head_dim))
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, num_heads, seq_len, head_dim)
-        return qkv[0], qkv[1], qkv[2]  # each (batch, num_heads, seq_len, head_dim)
+        qkv = self.query_key_value(x)  # (batch, seq_len, 3 * hidden_dim): [query | key | value]
+
+        def heads(projection):  # (batch, seq_len, hidden_dim) -> (batch, heads, seq_len, head_dim)
+            projection = ops.reshape(projection, (batch_size, -1, self.num_heads, self.head_dim))
+            return ops.transpose(projection, (0, 2, 1, 3))
+
+        # A split, not three slices of one tensor: its gradient is one concatenation, where the
+        # slices' gradients are three zero-padded copies summed.
+        return tuple(heads(p) for p in ops.split(qkv, 3, axis=-1))
 
     def attend(self, query, key, value, attention_mask=None, training=None):
         """Scaled dot-product attention of `query` over `key`/`value`, then the output projection.

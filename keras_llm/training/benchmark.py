@@ -239,6 +239,32 @@ def with_model(config, **overrides):
     return dataclasses.replace(config, model=dataclasses.replace(config.model, **overrides))
 
 
+def compare_with_one_device(config, vocabulary_size, steps, repeats):
+    """Seconds per step of `config`'s strategy and of one device, alternating in this process.
+
+    Separate processes timed one after the other measure the machine's load as much as the
+    step (on a shared 2-core machine the ratio of two such runs moved from 0.26x to 0.9x); here
+    both steps are built in one process (the CPU split into logical devices as `config` asks)
+    and timed in alternating rounds (`alternate`), so both see the same load.
+
+    Args:
+        config: a `LanguageModelConfig` whose strategy has several replicas (e.g. "mirrored"
+            with `num_cpu_devices=2`).
+        vocabulary_size: int.
+        steps, repeats: as `alternate`'s.
+
+    Returns:
+        dict: "strategy" and "one_device", median seconds per step; "num_replicas"; "parameters".
+    """
+    run, model, strategy = keras_llm_step(config, vocabulary_size, seed=config.train.seed)
+    first_device = strategy.extended.worker_devices[0]
+    single, _, _ = keras_llm_step(config, vocabulary_size, seed=config.train.seed,
+                                  strategy=tf.distribute.OneDeviceStrategy(first_device))
+    seconds = alternate({"strategy": run, "one_device": single}, steps, repeats)
+    return dict(seconds, num_replicas=strategy.num_replicas_in_sync,
+                parameters=int(model.count_params()))
+
+
 def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):
     """Runs `warmup_steps` untimed, then `steps` timed training steps of `config`.
 

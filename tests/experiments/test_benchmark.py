@@ -50,3 +50,22 @@ def test_benchmark_runs_with_tiny_settings(tmp_path):
     assert figures["machine"]["cores"] >= 1
     assert figures["gpt_mfu"]["large_matmul_peak_flops_per_second"] > 0
     assert 0 < figures["gpt_mfu"]["mfu_of_large_matmul_peak"] < 1.5
+
+
+def test_compare_one_device_times_both_steps_in_one_process():
+    """`benchmark_train --compare_one_device`: the mirrored step and the one-device step are
+    built in one process and both timed; the printed ratio is one over the other."""
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark_train", "--strategy=mirrored",
+         "--num_cpu_devices=2", "--compare_one_device", "--steps=2", "--repeats=1",
+         "--num_layers=1", "--hidden_dim=16", "--num_heads=2", "--sequence_length=8",
+         "--batch_size=4", "--jit_compile=false"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    lines = process.stdout.splitlines()
+    assert lines[1].startswith("2 replicas: ms/step ") and lines[2].startswith("1 device: ")
+    replicated, single = (float(line.rsplit("tokens/s: ", 1)[1].replace(",", ""))
+                          for line in lines[1:3])
+    assert lines[3].startswith("ratio: ") and lines[3].endswith("x")
+    # The printed tokens/s are rounded to whole tokens, the ratio to 0.01.
+    assert float(lines[3][len("ratio: "):-1]) == pytest.approx(replicated / single, abs=0.011)
