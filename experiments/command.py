@@ -22,18 +22,17 @@ temporary file, then writes that file back to stderr without those known lines
 (`import_tensorflow_quietly`). Anything else (a real import failure, a GPU's own lines) is
 written back unchanged. A user who sets TF_CPP_MIN_LOG_LEVEL below 2 sees everything.
 
-One more line comes later, at the first LSTM step: "util.cc: oneDNN supports DT_BOOL only on
-platforms with AVX-512. Falling back to the default Eigen-based implementation if present."
-Keras's RNN loop transposes the bool padding mask to time-major (`tf.transpose` in
+One line is left, at the first LSTM step: "util.cc: oneDNN supports DT_BOOL only on platforms
+with AVX-512. Falling back to the default Eigen-based implementation if present." Keras's RNN
+loop transposes the bool padding mask to time-major (`tf.transpose` in
 `keras/src/backend/tensorflow/rnn.py`, whatever dtype the mask is passed in), and TensorFlow's
 oneDNN rewrite of Transpose calls `DataTypeUnsupportedWarning` for any type but float32,
 bfloat16, float16 and the quantized ones (`tensorflow/core/util/util.cc`), on every CPU: the
-AVX-512 in the text is wrong (this machine has it and prints the line too). The fallback is the
-Eigen kernel TensorFlow uses anyway, so nothing changes. The line is printed once per process
-(an `absl::call_once`), so the quiet import transposes a one-element bool tensor eagerly while
-stderr is captured, and the line is dropped with the others. That once-only flag also guards
-the same line for bfloat16 or float16 on a CPU without AVX-512; `training.precision` refuses
-those policies there with its own message.
+AVX-512 in the text is wrong. The fallback is the Eigen kernel TensorFlow uses anyway, so
+nothing changes. It is printed once per process, mid-run, after this filter. Spending it here
+with an eager bool transpose was tried and undone: any eager op initializes TensorFlow's
+devices, after which `--num_cpu_devices` can no longer split the CPU and
+MultiWorkerMirroredStrategy can no longer be created.
 """
 
 import os
@@ -54,7 +53,6 @@ _START_UP_NOISE = re.compile(
     r"|cudart_stub\.cc:\d+\] Could not find cuda drivers"
     r"|cuda_platform\.cc:\d+\] failed call to cuInit"
     r"|port\.cc:\d+\] oneDNN custom operations are on"
-    r"|util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with AVX-512"
 )
 
 # Exit status for a failure the message explains (bad configuration or data, NaN loss, ...).
@@ -128,8 +126,7 @@ def check_flags(build, import_tensorflow=True):
 
 def import_tensorflow_quietly():
     """Imports TensorFlow, tensorflow-text and Keras and queries the devices, without the
-    start-up lines TensorFlow prints on a machine without a GPU, nor the oneDNN DT_BOOL line
-    its first LSTM step would print (see the module docstring).
+    start-up lines TensorFlow prints on a machine without a GPU (see the module docstring).
 
     Everything else written to stderr meanwhile (an import error's own lines included) is
     written back afterwards, in order. Does nothing once TensorFlow is imported.
@@ -149,10 +146,7 @@ def import_tensorflow_quietly():
             import tensorflow_text  # noqa: F401  Its libraries print the banner a second time.
 
             tf.config.list_physical_devices("GPU")  # cuInit's line comes at the first query.
-            # Spends the once-per-process oneDNN DT_BOOL line now (see the module docstring);
-            # on the CPU, where the oneDNN kernels are, also on a machine with a GPU.
-            with tf.device("/CPU:0"):
-                tf.transpose(tf.constant([[True]]))
+            # No eager op here: it would initialize the devices (see the module docstring).
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
