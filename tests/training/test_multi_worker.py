@@ -147,15 +147,22 @@ def _start_launcher(code, *flags):
     return process, lines
 
 
+def _interrupt_launcher(code):
+    """Starts two workers running `code`, sends the launcher a SIGINT once both are ready, and
+    returns the finished process and its output (checked to say the signal was forwarded)."""
+    process, lines = _start_launcher(code)
+    process.send_signal(signal.SIGINT)
+    output = "".join(lines) + process.communicate(timeout=30)[0]
+    assert "[launcher] got SIGINT; forwarding it to the workers." in output
+    return process, output
+
+
 def test_sigint_is_forwarded_to_every_worker():
     code = ("import signal, sys, time\n"
             "def stop(signum, frame): print('stopping on', signal.Signals(signum).name); "
             "sys.exit(0)\n"
             "signal.signal(signal.SIGINT, stop); print('ready', flush=True); time.sleep(60)")
-    process, lines = _start_launcher(code)
-    process.send_signal(signal.SIGINT)
-    output = "".join(lines) + process.communicate(timeout=30)[0]
-    assert "[launcher] got SIGINT; forwarding it to the workers." in output
+    process, output = _interrupt_launcher(code)
     assert "[worker 0] stopping on SIGINT" in output and "[worker 1] stopping on SIGINT" in output
     assert process.returncode == 128 + signal.SIGINT
 
@@ -167,10 +174,7 @@ def test_ctrl_c_is_an_interruption_not_a_failure_and_every_worker_may_finish_sav
             "index = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
             "def stop(signum, frame): time.sleep(0.5 * index); print('saved'); sys.exit(130)\n"
             "signal.signal(signal.SIGINT, stop); print('ready', flush=True); time.sleep(60)")
-    process, lines = _start_launcher(code)
-    process.send_signal(signal.SIGINT)
-    output = "".join(lines) + process.communicate(timeout=30)[0]
-    assert "[launcher] got SIGINT; forwarding it to the workers." in output
+    process, output = _interrupt_launcher(code)
     assert "stopping the other workers" not in output, output
     assert "[worker 0] saved" in output and "[worker 1] saved" in output
     assert process.returncode == 130
