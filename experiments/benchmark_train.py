@@ -64,22 +64,23 @@ def main(argv):
 def _compare_one_device(config):
     from keras_llm.training.benchmark import compare_with_one_device
 
-    figures = compare_with_one_device(config, FLAGS.benchmark_vocabulary_size, FLAGS.steps,
-                                      FLAGS.repeats)
-    if figures["num_replicas"] < 2:
-        print(f"error: --compare_one_device needs a strategy with several replicas; "
-              f"--strategy={config.train.strategy} --num_cpu_devices="
-              f"{config.train.num_cpu_devices} gives 1.", file=sys.stderr)
+    try:
+        figures = compare_with_one_device(config, FLAGS.benchmark_vocabulary_size, FLAGS.steps,
+                                          FLAGS.repeats)
+    except ValueError as error:
+        print(f"error: --compare_one_device: {error}", file=sys.stderr)
         return 1
     tokens = config.train.batch_size * config.model.sequence_length
-    print(f"preset {config.preset} ({figures['parameters']:,} parameters), global batch "
-          f"{config.train.batch_size} x {config.model.sequence_length} tokens, "
-          f"{FLAGS.repeats} alternating rounds of {FLAGS.steps} steps (medians)")
+    print(f"preset {config.preset} ({config.model.architecture}, {figures['parameters']:,} "
+          f"parameters), global batch {config.train.batch_size} x "
+          f"{config.model.sequence_length} tokens, {FLAGS.repeats} alternating rounds of "
+          f"{FLAGS.steps} steps after 2 untimed calls (medians)")
     for name, label in (("strategy", f"{figures['num_replicas']} replicas"),
                         ("one_device", "1 device")):
         print(f"{label}: ms/step {1000 * figures[name]:.2f}, tokens/s: "
               f"{tokens / figures[name]:,.0f}")
-    print(f"ratio: {figures['one_device'] / figures['strategy']:.2f}x")
+    print(f"ratio (tokens/s of {figures['num_replicas']} replicas over 1 device): "
+          f"{figures['one_device'] / figures['strategy']:.2f}x")
     return 0
 
 

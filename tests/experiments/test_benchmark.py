@@ -66,6 +66,20 @@ def test_compare_one_device_times_both_steps_in_one_process():
     assert lines[1].startswith("2 replicas: ms/step ") and lines[2].startswith("1 device: ")
     replicated, single = (float(line.rsplit("tokens/s: ", 1)[1].replace(",", ""))
                           for line in lines[1:3])
-    assert lines[3].startswith("ratio: ") and lines[3].endswith("x")
+    prefix = "ratio (tokens/s of 2 replicas over 1 device): "
+    assert lines[3].startswith(prefix) and lines[3].endswith("x")
     # The printed tokens/s are rounded to whole tokens, the ratio to 0.01.
-    assert float(lines[3][len("ratio: "):-1]) == pytest.approx(replicated / single, abs=0.011)
+    assert float(lines[3][len(prefix):-1]) == pytest.approx(replicated / single, abs=0.011)
+
+
+def test_compare_one_device_refuses_a_single_replica_before_timing():
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark_train", "--strategy=one_device",
+         "--compare_one_device", "--steps=1000000", "--num_layers=1", "--hidden_dim=16",
+         "--num_heads=2", "--sequence_length=8", "--batch_size=4", "--jit_compile=false"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines()[-1] == (
+        "error: --compare_one_device: comparing with one device needs a strategy with several "
+        "replicas; --strategy=one_device --num_cpu_devices=1 gives OneDeviceStrategy with 1 (on "
+        "a CPU, add e.g. --strategy=mirrored --num_cpu_devices=2).")
