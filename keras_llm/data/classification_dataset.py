@@ -12,7 +12,7 @@ tokenizer, `sequence_length=3`, `global_batch_size=2`, evaluation):
 import tensorflow as tf
 
 from keras_llm.data.features import PADDING_MASK_KEY, TOKEN_IDS_KEY, model_inputs
-from keras_llm.data.language_model_dataset import PREFETCH_BATCHES
+from keras_llm.data.language_model_dataset import PREFETCH_BATCHES, distribution_options
 from keras_llm.data.labelled_datasets import file_reader_options, read_dataset, split_validation
 from keras_llm.progress import Progress
 
@@ -122,14 +122,9 @@ def classification_dataset(ids, labels, global_batch_size, seed=None, start_step
         features = {TOKEN_IDS_KEY: token_ids, PADDING_MASK_KEY: token_ids != 0}
         return features, batch_labels, tf.ones_like(batch_labels, tf.float32)
 
-    options = tf.data.Options()
-    options.deterministic = True
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    # Releasing an autotuned iterator can wait up to a minute (`language_model_dataset`).
-    options.autotune.enabled = False
     return (dataset.ragged_batch(global_batch_size)
             .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(PREFETCH_BATCHES).with_options(options))
+            .prefetch(PREFETCH_BATCHES).with_options(distribution_options()))
 
 
 def example_features(length=4):

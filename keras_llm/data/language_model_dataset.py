@@ -20,11 +20,13 @@ from keras_llm.data.features import PADDING_MASK_KEY, TOKEN_IDS_KEY
 
 
 # Batches prefetched: one ready while a step runs on the other (a fixed size: see
-# `_distribution_options` on why the pipelines do not autotune).
+# `distribution_options` on why the pipelines do not autotune).
 PREFETCH_BATCHES = 2
 
 
-def _distribution_options():
+def distribution_options():
+    """The `tf.data.Options` of every training and evaluation pipeline: deterministic order,
+    sharding by data, no autotuning (why: below)."""
     options = tf.data.Options()
     options.deterministic = True
     # Explicit sharding: each worker reads the whole (in-memory) stream and keeps its share of
@@ -55,7 +57,7 @@ def _window_dataset(token_ids, starts, sequence_length, batch_size, drop_remaind
         starts.batch(batch_size, drop_remainder=drop_remainder)
         .map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(PREFETCH_BATCHES)
-        .with_options(_distribution_options())
+        .with_options(distribution_options())
     )
 
 
