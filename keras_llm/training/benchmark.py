@@ -260,17 +260,20 @@ def compare_with_one_device(config, vocabulary_size, steps, repeats):
         dict: "strategy" and "one_device", median seconds per step; "num_replicas"; "parameters".
 
     Raises:
-        ValueError: `config`'s strategy has a single replica (checked before anything is timed).
+        ValueError: `config`'s strategy has a single replica (checked before any model is built).
     """
-    run, model, strategy = keras_llm_step(config, vocabulary_size, seed=config.train.seed)
+    train = config.train
+    strategy = make_strategy(train.strategy, train.num_cpu_devices,
+                             train.cluster_timeout_seconds, train.cluster_resolver)
     if strategy.num_replicas_in_sync < 2:
         raise ValueError(
             f"comparing with one device needs a strategy with several replicas; "
             f"--strategy={config.train.strategy} --num_cpu_devices="
             f"{config.train.num_cpu_devices} gives {type(strategy).__name__} with 1 (on a CPU, "
             "add e.g. --strategy=mirrored --num_cpu_devices=2).")
+    run, model, _ = keras_llm_step(config, vocabulary_size, strategy, seed=train.seed)
     first_device = strategy.extended.worker_devices[0]
-    single, _, _ = keras_llm_step(config, vocabulary_size, seed=config.train.seed,
+    single, _, _ = keras_llm_step(config, vocabulary_size, seed=train.seed,
                                   strategy=tf.distribute.OneDeviceStrategy(first_device))
     seconds = alternate({"strategy": run, "one_device": single}, steps, repeats)
     return dict(seconds, num_replicas=strategy.num_replicas_in_sync,
