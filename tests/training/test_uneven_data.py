@@ -78,12 +78,13 @@ NUM_WINDOWS = (1, 18, 17)
 
 
 @functools.lru_cache(maxsize=None)
-def one_device_language_model_evaluation(model_name):
+def one_device_language_model_evaluation(model_name, jit_compile=False):
     """{num_windows: Trainer.evaluate totals} on one device, each checked against a reference
     computed on all windows at once without the trainer."""
     strategy = replica_strategy(1)
     model = build_model(LANGUAGE_MODELS[model_name], LANGUAGE_MODEL_INPUT, strategy)
-    trainer = Trainer(strategy, model, optimizer=None, loss_fn=losses.token_cross_entropy)
+    trainer = Trainer(strategy, model, optimizer=None, loss_fn=losses.token_cross_entropy,
+                      jit_compile=jit_compile)
     results = {}
     for num_windows in NUM_WINDOWS:
         tokens = token_stream(num_windows)
@@ -97,16 +98,25 @@ def one_device_language_model_evaluation(model_name):
 
 
 @pytest.mark.parametrize("num_replicas", [pytest.param(2, marks=pytest.mark.slow), 4])
-@pytest.mark.parametrize("model_name", ["gpt", "lstm_language_model"])
-def test_language_model_evaluation_counts_every_target_once(model_name, num_replicas):
+@pytest.mark.parametrize("model_name,jit_compile", [
+    ("gpt", False), ("gpt", True), ("lstm_language_model", False)])
+def test_language_model_evaluation_counts_every_target_once(model_name, jit_compile,
+                                                             num_replicas):
     # Regression: a step traced on the first batch's static shapes gave the empty replicas a
     # static batch of 0, and Keras 3.15's LSTM cannot trace that (`ops.add` takes the (0, 4 *
     # units) recurrent term for a bias and emits an invalid BiasAdd). Trainer.evaluate now
-    # traces on the dataset's element_spec.
+    # traces on the dataset's element_spec. With jit_compile, XLA compiles the one-device
+    # forward pass once per batch shape; on several replicas the pass stays uncompiled.
     one_device = one_device_language_model_evaluation(model_name)
+    if jit_compile:  # XLA on one device, checked against the eager reference too.
+        compiled = one_device_language_model_evaluation(model_name, jit_compile=True)
+        for num_windows in NUM_WINDOWS:
+            assert compiled[num_windows]["loss"] == pytest.approx(
+                one_device[num_windows]["loss"], rel=1e-5)
     strategy = replica_strategy(num_replicas)
     model = build_model(LANGUAGE_MODELS[model_name], LANGUAGE_MODEL_INPUT, strategy)
-    trainer = Trainer(strategy, model, optimizer=None, loss_fn=losses.token_cross_entropy)
+    trainer = Trainer(strategy, model, optimizer=None, loss_fn=losses.token_cross_entropy,
+                      jit_compile=jit_compile)
     for num_windows in NUM_WINDOWS:
         dataset = evaluation_dataset(token_stream(num_windows), SEQUENCE_LENGTH, GLOBAL_BATCH_SIZE)
         totals = trainer.evaluate(strategy.experimental_distribute_dataset(dataset))
