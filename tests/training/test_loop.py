@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -158,3 +159,39 @@ def test_later_lines_report_the_timed_calls_speed(tmp_path):
     last = [line for line in lines if line.startswith("step 3/3 |")][0]
     assert f"{summary['units_per_second']:,.0f} examples/s" in last
     assert f"{summary['milliseconds_per_step']:.1f} ms/step" in last
+
+
+# ---------------------------------------------------------------------------------- the ETA
+
+@pytest.mark.parametrize("step, train_steps, expected", [
+    (0, 2000, 8),  # 250, 500, ..., 2000
+    (249, 2000, 8),
+    (250, 2000, 8),  # The evaluation at 250 runs after that step's progress line.
+    (251, 2000, 7),
+    (2000, 2000, 1),
+    (0, 2100, 9),  # ... 2000, and one after the last step, 2100
+    (2050, 2100, 1),
+    (2100, 2100, 1),
+])
+def test_evaluations_left_count_the_one_at_this_step_and_after_the_last(step, train_steps,
+                                                                        expected):
+    settings = _settings(train_steps=train_steps, eval_interval=250)
+    assert loop.evaluations_left(step, settings) == expected
+
+
+def test_the_eta_counts_the_evaluations_still_to_run(tmp_path):
+    # 6 steps, evaluations after steps 2, 4 and 6, each 2 s: steps take milliseconds here, so
+    # the ETA is the evaluations'. The first evaluation also traces, so its time is not used:
+    # until the second has run, the ETA says how many evaluations it leaves out.
+    def evaluate(step):
+        time.sleep(2.0)
+        return {"loss": 1.0}
+
+    lines = []
+    _run(tmp_path, _settings(eval_interval=2), evaluate=evaluate, lines=lines)
+    eta = {int(line.split("/")[0].split()[1]): line.split(" | ETA ")[1]
+           for line in lines if line.startswith("step ") and " | ETA " in line}
+    # Step 1's call traces: its seconds size that line's step part.
+    assert eta[1].endswith(" + 3 evaluations") and eta[2] == "0s + 3 evaluations"
+    assert eta[3] == "0s + 2 evaluations" and eta[4] == "0s + 2 evaluations"
+    assert eta[5] == "2s" and eta[6] == "2s"  # The one at step 6, at the one at step 4's time.
