@@ -311,6 +311,11 @@ def main(argv):
 
     import keras_llm.training.benchmark as bench
     from keras_llm.generation.benchmark import machine_description
+    from keras_llm.training.precision import apply_runtime_settings
+
+    # As training does (threads, malloc's top pad, dtype policy), for every contender alike:
+    # they share this process.
+    apply_runtime_settings(gpt.train)
 
     def log(message):
         print(message, file=sys.stderr, flush=True)

@@ -50,6 +50,9 @@ def main(argv):
     if status:
         return status
     config, batch_sizes = settings
+    from keras_llm.training.precision import apply_runtime_settings
+
+    apply_runtime_settings(config.train)  # As training does: threads, malloc's top pad, dtype.
     from keras_llm.data.character_tokenizer import CharacterTokenizer
     from keras_llm.export.language_model_signatures import LanguageModelSignatures
     from keras_llm.generation import benchmark

@@ -46,6 +46,9 @@ def main(argv):
         presets.language_model_config(FLAGS.preset), SECTIONS, config_validation.validate))
     if status:
         return status
+    from keras_llm.training.precision import apply_runtime_settings
+
+    apply_runtime_settings(config.train)  # As training does: threads, malloc's top pad, dtype.
     if FLAGS.compare_one_device:
         return _compare_one_device(config)
     from keras_llm.training.benchmark import benchmark_train_step
@@ -58,6 +61,8 @@ def main(argv):
           f" {figures['num_replicas']} replica(s) ({figures['strategy']})")
     print(f"ms/step:  {figures['ms_per_step']:.2f}")
     print(f"tokens/s: {figures['tokens_per_second']:,.0f}")
+    print(f"minor page faults/step: {figures['page_faults_per_step']:,.0f} "
+          f"(--malloc_top_pad_mb={config.train.malloc_top_pad_mb})")
     return 0
 
 

@@ -114,6 +114,8 @@ def _check_train(train, check):
     for name in ("intra_op_threads", "inter_op_threads"):
         check(getattr(train, name) >= 0, name, ">= 0 (0: TensorFlow's default)",
               getattr(train, name))
+    check(0 <= train.malloc_top_pad_mb <= 1024, "malloc_top_pad_mb",
+          "in [0, 1024] (0: the C library's default)", train.malloc_top_pad_mb)
 
 
 def _check_transformer_shape(check, hidden_dim, num_heads, intermediate_dim):

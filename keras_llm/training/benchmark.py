@@ -7,6 +7,7 @@ medians, because machines here are shared and only ratios measured in one run me
 """
 
 import dataclasses
+import resource
 import statistics
 import time
 
@@ -284,18 +285,22 @@ def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):
     """Runs `warmup_steps` untimed twice, then `steps` timed training steps of `config`.
 
     Returns:
-        dict: "ms_per_step" (milliseconds), "tokens_per_second", "parameters", "num_replicas",
-        "strategy" (class name).
+        dict: "ms_per_step" (milliseconds), "tokens_per_second", "page_faults_per_step" (the
+        process's minor page faults, see `keras_llm.training.precision` on malloc's top pad),
+        "parameters", "num_replicas", "strategy" (class name).
     """
     run, model, strategy = keras_llm_step(config, vocabulary_size, seed=config.train.seed)
     run(warmup_steps)
     run(warmup_steps)  # Under MirroredStrategy the second call still compiles (see `alternate`).
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     run(steps)
     seconds = time.perf_counter() - start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     tokens = config.train.batch_size * config.model.sequence_length
     return {
         "ms_per_step": 1000 * seconds / steps,
+        "page_faults_per_step": faults / steps,
         "tokens_per_second": steps * tokens / seconds,
         "parameters": int(model.count_params()),
         "num_replicas": strategy.num_replicas_in_sync,
