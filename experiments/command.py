@@ -78,7 +78,27 @@ def run(main, docstring, preset_config=None):
         app.run(main, flags_parser=lambda argv: _parse_flags(argv, docstring, preset_config))
     except KeyboardInterrupt:  # During start-up, before `main` (or `run_job`) could catch it.
         print(_INTERRUPTED, file=sys.stderr)
+        _forget_caught_keyboard_interrupt()
         sys.exit(EXIT_INTERRUPT)
+    except SystemExit as exit_request:  # `app.run` always ends with `sys.exit(main(argv))`.
+        if exit_request.code == EXIT_INTERRUPT:
+            _forget_caught_keyboard_interrupt()
+        raise
+
+
+def _forget_caught_keyboard_interrupt():
+    """Lets `sys.exit(EXIT_INTERRUPT)` exit 130 after a Ctrl-C that was caught.
+
+    CPython (3.11 measured) marks a KeyboardInterrupt unhandled when it leaves code run by
+    `eval` or `exec` of source text, even if an outer `except` catches it later; a program run
+    with `python -m` then ends by killing itself with SIGINT whatever status it asked for (a
+    parent process sees -2, not 130). Importing TensorFlow runs such code hundreds of times
+    (`collections.namedtuple` builds each class with `eval`), so a Ctrl-C during start-up hit
+    it about one time in twenty. The interpreter clears the mark each time it starts
+    evaluating source text (`run_eval_code_obj` in `Python/pythonrun.c`), so evaluating a
+    constant clears it.
+    """
+    eval("None")  # noqa: S307  A constant: see the docstring.
 
 
 def _parse_flags(argv, docstring, preset_config):

@@ -1,11 +1,15 @@
 """Exit statuses of the training commands (`experiments.command.run_job`)."""
 
+import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
 from experiments.command import EXIT_FAILURE, run_job
 from keras_llm.training.interruption import TrainingInterrupted
+from tests.conftest import REPO_ROOT
 
 
 def _raise(error):
@@ -63,3 +67,31 @@ def test_out_of_memory_names_the_flags_to_lower(capsys):
         "error: out of memory (OOM when allocating tensor with shape[12,4,50000,50000]). Lower --batch_size or --sequence_length (attention needs batch_size x num_heads "
         "x sequence_length^2 floats per layer), or raise --gradient_accumulation_steps to split "
         "each batch.\n")
+
+
+# `experiments.command.run` under `python -m`, with a Ctrl-C raised the way TensorFlow's import
+# can meet one: inside source text that `exec` runs (`collections.namedtuple` uses `eval`).
+_INTERRUPTED_COMMAND = '''
+from experiments import command
+
+def main(argv):
+    {body}
+
+if __name__ == "__main__":
+    command.run(main, __doc__)
+'''
+
+
+@pytest.mark.parametrize("body", [
+    'exec("raise KeyboardInterrupt")',  # Start-up: reaches `run`'s own except.
+    'return command.run_job(lambda: exec("raise KeyboardInterrupt"))[1]',  # Caught by run_job.
+])
+def test_a_ctrl_c_caught_after_exec_still_exits_130(tmp_path, body):
+    (tmp_path / "interrupted_command.py").write_text(_INTERRUPTED_COMMAND.format(body=body))
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO_ROOT)]))
+    process = subprocess.run([sys.executable, "-m", "interrupted_command"], cwd=tmp_path,
+                             env=environment, capture_output=True, text=True, timeout=60)
+    assert process.returncode == 130, process.stderr  # Not -2 (killed by SIGINT).
+    # The last line: run_job's import of TensorFlow prints its start-up lines before it.
+    assert process.stderr.splitlines()[-1] == (
+        "Interrupted (Ctrl-C); rerunning resumes from the last checkpoint, if any.")
