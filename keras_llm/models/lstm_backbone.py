@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_llm.layers.precomputed_input_lstm import PrecomputedInputLSTM
 from keras_llm.layers.validation import check_dropout_rate
 from keras_llm.layers.validation import check_positive_int
 from keras_llm.data.features import token_ids_shape
@@ -41,7 +42,9 @@ class LSTMBackbone(keras.Model):
     Network Regularization"): the embedding output and each LSTM layer's output. The recurrent
     connections stay dropout-free, which also keeps the layers on the fused cuDNN kernel on GPU.
     Weights use Keras's LSTM defaults (Glorot-uniform input kernel, orthogonal recurrent kernel,
-    forget-gate bias 1 as recommended by Jozefowicz et al. 2015).
+    forget-gate bias 1 as recommended by Jozefowicz et al. 2015). The layers are
+    `PrecomputedInputLSTM`s: `keras.layers.LSTM` with the input projection of all positions
+    done before the time loop (the same weights and outputs, a faster step on CPU).
 
     The padding mask is passed to every LSTM, so padded steps leave the state untouched. On GPU
     the cuDNN kernel requires right padding (real tokens first), which every keras_llm pipeline
@@ -107,7 +110,7 @@ class LSTMBackbone(keras.Model):
         )
         self.lstm_layers = []
         for i in range(self.num_layers):
-            lstm = keras.layers.LSTM(
+            lstm = PrecomputedInputLSTM(
                 self.hidden_dim, return_sequences=True, dtype=self.dtype_policy, name=f"lstm_{i}"
             )
             if self.bidirectional:
