@@ -23,8 +23,9 @@ class PrecomputedInputLSTM(keras.layers.LSTM):
     training step went from 97 to 81 ms (`python -m experiments.benchmark`, lstm section).
 
     Same weights (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`), arguments, masking
-    and outputs as `keras.layers.LSTM`, up to float rounding: checkpoints of either load into
-    the other. Keras's own loop runs instead where Keras would use cuDNN (a visible GPU and
+    and outputs as `keras.layers.LSTM`, up to float rounding: a `tf.train.Checkpoint` (what
+    keras_llm writes) of either loads into the other. Keras's `.weights.h5` files do not swap:
+    they name a top-level layer's weights after its class. Keras's own loop runs instead where Keras would use cuDNN (a visible GPU and
     `use_cudnn` "auto" or True: cuDNN already projects the inputs at once) and in training
     when the cell applies dropout (`dropout` or `recurrent_dropout` > 0), whose masks Keras
     applies inside its cell.
@@ -50,14 +51,18 @@ class PrecomputedInputLSTM(keras.layers.LSTM):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         cell = self.cell
+        # Cast here: under a mixed policy Keras casts the variables to the compute dtype only
+        # inside a layer's `__call__`, and `LSTMBackbone.prefill` calls `inner_loop` directly.
+        kernel = ops.cast(cell.kernel, self.compute_dtype)  # (input_dim, 4 * units)
+        recurrent_kernel = ops.cast(cell.recurrent_kernel, self.compute_dtype)  # (units, 4 * units)
         # (batch, seq_len, 4 * units): the input half of every step's pre-activations.
-        projected_inputs = ops.matmul(sequences, cell.kernel)
+        projected_inputs = ops.matmul(sequences, kernel)
         if cell.use_bias:
-            projected_inputs = projected_inputs + cell.bias
+            projected_inputs = projected_inputs + ops.cast(cell.bias, self.compute_dtype)
 
         def step(projected_input, states):  # (batch, 4 * units), [h, c] each (batch, units)
             h_previous, c_previous = states
-            z = projected_input + ops.matmul(h_previous, cell.recurrent_kernel)
+            z = projected_input + ops.matmul(h_previous, recurrent_kernel)
             z_input, z_forget, z_cell, z_output = ops.split(z, 4, axis=-1)  # (batch, units)
             c = (cell.recurrent_activation(z_forget) * c_previous
                  + cell.recurrent_activation(z_input) * cell.activation(z_cell))

@@ -138,6 +138,22 @@ def test_mixed_bfloat16_computes_in_bfloat16_close_to_float32():
                                atol=0.05)
 
 
+def test_inner_loop_called_directly_computes_in_the_policy_dtype():
+    # LSTMBackbone.prefill calls inner_loop outside the layer's __call__, where Keras does not
+    # cast the float32 variables to the compute dtype.
+    x = tf.cast(_inputs(), tf.bfloat16)
+    zeros = tf.zeros((BATCH, UNITS), tf.bfloat16)
+    outputs = []
+    for lstm_class in (PrecomputedInputLSTM, keras.layers.LSTM):
+        layer = lstm_class(UNITS, return_sequences=True, dtype="mixed_bfloat16")
+        layer.build((None, None, FEATURES))
+        layer.set_weights([np.full(w.shape, 0.1, np.float32) for w in layer.get_weights()])
+        _, sequence, (h, c) = layer.inner_loop(x, [zeros, zeros], tf.constant(MASK))
+        assert sequence.dtype == h.dtype == c.dtype == tf.bfloat16
+        outputs.append(tf.cast(sequence, tf.float32))
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=0.02)
+
+
 def test_round_trips_through_its_config():
     layer = PrecomputedInputLSTM(UNITS, return_sequences=True, name="lstm_0")
     restored = keras.layers.deserialize(keras.layers.serialize(layer))

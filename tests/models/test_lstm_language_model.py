@@ -1,5 +1,6 @@
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -81,3 +82,26 @@ def test_right_padding_changes_no_real_position():
     mask = np.array([[True] * 6, [True] * 3 + [False] * 3])
     padded = model(model_inputs(inputs["token_ids"], mask)).numpy()
     np.testing.assert_allclose(padded[1, :3], model(inputs).numpy()[1, :3], atol=1e-6)
+
+
+def test_cached_decoding_in_mixed_bfloat16_is_close_to_float32():
+    # prefill runs each LSTM's inner_loop outside Layer.__call__, where Keras does not cast the
+    # float32 weights to bfloat16 (what --dtype_policy=mixed_bfloat16's validation samples do).
+    ids = _token_ids(seq_len=5)
+    reference = _model()
+    reference(ids)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = _model()
+        mixed(ids)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    results = []
+    for model in (reference, mixed):
+        logits, state = model.prefill(ids["token_ids"], ids["padding_mask"])
+        next_logits, _ = model.decode_step(ids["token_ids"][:, :1], None, state)
+        results.append((logits, next_logits))
+    for ours, expected in zip(results[1], results[0]):
+        assert ours.dtype == "float32"
+        np.testing.assert_allclose(ours, expected, atol=0.05)
