@@ -158,7 +158,10 @@ def test_ctrl_c_during_start_up_exits_130_in_one_line(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments.train_lm", "--train_steps=20",
          f"--data_dir={shared_data_path('tinyshakespeare')}", f"--model_dir={tmp_path / 'run'}"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Python leaves SIGINT ignored if it starts ignored, as in a background job of a
+        # non-interactive shell (`pytest &`, nohup): the command would never see the signal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(1.5)  # Flags are checked (~0.1 s); TensorFlow takes seconds to import.
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
