@@ -161,9 +161,9 @@ class TrainConfig:
         "evaluation and checkpoint step, and a stop signal is honoured at the end of a call."
     )
     jit_compile: str = _field(
-        "auto", "Compile the train step with XLA: true, false, or auto (true for the GPT; false "
-        "for the LSTM, which XLA makes slower on CPU, and for classifiers, whose batches vary "
-        "in length and would recompile)."
+        "auto", "Compile the train step with XLA: true, false, or auto (true for the language "
+        "models, GPT and LSTM; false for classifiers, whose batches vary in length and would "
+        "recompile)."
     )
     dtype_policy: str = _field(
         "float32", "float32, mixed_bfloat16 or mixed_float16 (Keras mixed precision; softmax, "

@@ -312,7 +312,8 @@ def test_several_steps_per_call_give_the_same_steps(num_replicas):
 @pytest.mark.parametrize("case_name, num_replicas", [
     ("gpt", 1),  # XLA compiles the whole step (forward, backward, clip, AdamW).
     ("gpt", 2),  # XLA compiles forward and backward; all-reduce and update stay outside.
-    pytest.param("lstm_language_model", 1, marks=pytest.mark.slow),
+    ("lstm_language_model", 1),  # --jit_compile=auto compiles the LSTM language model too.
+    ("lstm_language_model", 2),
 ])
 def test_jit_compile_matches_the_uncompiled_step(case_name, num_replicas):
     # XLA fuses and reorders float32 arithmetic, so the figures agree to rounding, not bitwise:

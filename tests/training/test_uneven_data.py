@@ -99,7 +99,8 @@ def one_device_language_model_evaluation(model_name, jit_compile=False):
 
 @pytest.mark.parametrize("num_replicas", [pytest.param(2, marks=pytest.mark.slow), 4])
 @pytest.mark.parametrize("model_name,jit_compile", [
-    ("gpt", False), ("gpt", True), ("lstm_language_model", False)])
+    ("gpt", False), ("gpt", True), ("lstm_language_model", False),
+    ("lstm_language_model", True)])
 def test_language_model_evaluation_counts_every_target_once(model_name, jit_compile,
                                                              num_replicas):
     # Regression: a step traced on the first batch's static shapes gave the empty replicas a
