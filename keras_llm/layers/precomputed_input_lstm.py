@@ -25,10 +25,12 @@ class PrecomputedInputLSTM(keras.layers.LSTM):
     Same weights (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`), arguments, masking
     and outputs as `keras.layers.LSTM`, up to float rounding: a `tf.train.Checkpoint` (what
     keras_llm writes) of either loads into the other. Keras's `.weights.h5` files do not swap:
-    they name a top-level layer's weights after its class. Keras's own loop runs instead where Keras would use cuDNN (a visible GPU and
-    `use_cudnn` "auto" or True: cuDNN already projects the inputs at once) and in training
-    when the cell applies dropout (`dropout` or `recurrent_dropout` > 0), whose masks Keras
-    applies inside its cell.
+    they name a top-level layer's weights after its class.
+
+    Keras's own loop runs instead where Keras would use cuDNN (a visible GPU and `use_cudnn`
+    "auto" or True: cuDNN already projects the inputs at once), and in training when the cell
+    applies dropout (`dropout` or `recurrent_dropout` > 0), whose masks Keras applies inside
+    its cell.
 
     Args:
         units, **kwargs: as `keras.layers.LSTM`.
