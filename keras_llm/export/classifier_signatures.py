@@ -59,11 +59,15 @@ class ClassifierSignatures(tf.Module):
                                   tf.TensorSpec([None, None], tf.bool, name="padding_mask")])
     def classify_token_ids(self, token_ids, padding_mask):
         """Classifies already tokenized texts (at most sequence_length ids, right-padded)."""
-        real = tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1)  # (batch,)
-        vocabulary_size = int(self.tokenizer.vocabulary_size)
+        # The shapes first: the checks below compare the two tensors element by element, and
+        # would otherwise fail with TensorFlow's own "Incompatible shapes" error.
         token_ids, padding_mask = checked([
             check(tf.reduce_all(tf.equal(tf.shape(token_ids), tf.shape(padding_mask))),
                    "token_ids and padding_mask must have the same shape"),
+        ], token_ids, padding_mask)
+        real = tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1)  # (batch,)
+        vocabulary_size = int(self.tokenizer.vocabulary_size)
+        token_ids, padding_mask = checked([
             check(tf.shape(token_ids)[0] >= 1, "token_ids: the batch is empty"),
             check(tf.shape(token_ids)[1] <= self.sequence_length,
                    f"token_ids: at most sequence_length={self.sequence_length} ids per row"),
