@@ -23,7 +23,7 @@ import tensorflow as tf
 def unsupported_reason(optimizer):
     """Why `DeviceUpdate` cannot stand in for `optimizer.apply`, or None if it can.
 
-    Supported: `keras.optimizers.Adam` and `AdamW` without AMSGrad, moving averages, gradient
+    Ask once `optimizer` is built (its moments exist from then on). Supported: `keras.optimizers.Adam` and `AdamW` without AMSGrad, moving averages, gradient
     accumulation, loss scaling, clipping or variable constraints (the trainer clips the global
     gradient itself). Anything else keeps Keras's own update.
     """
@@ -41,6 +41,12 @@ def unsupported_reason(optimizer):
     used = [name for name, value in features.items() if value]
     if used:
         return f"the optimizer uses {', '.join(used)}"
+    # Keras 3's own (private) names for the moments and the decay exclusions; if a later Keras
+    # renames them, its own update keeps working.
+    internals = ("_momentums", "_velocities", "_get_variable_index", "_use_weight_decay")
+    missing = [name for name in internals if not hasattr(optimizer, name)]
+    if missing:
+        return f"this Keras version's {type(optimizer).__name__} has no {', '.join(missing)}"
     return None
 
 
@@ -63,12 +69,12 @@ class DeviceUpdate:
     """
 
     def __init__(self, strategy, optimizer, variables, jit_compile):
-        reason = unsupported_reason(optimizer)
-        if reason:
-            raise ValueError(f"DeviceUpdate cannot apply this optimizer's update: {reason}.")
         if not optimizer.built:
             raise ValueError("DeviceUpdate needs a built optimizer: call "
                              "optimizer.build(model.trainable_variables) in the strategy's scope.")
+        reason = unsupported_reason(optimizer)
+        if reason:
+            raise ValueError(f"DeviceUpdate cannot apply this optimizer's update: {reason}.")
         self.strategy = strategy
         self.optimizer = optimizer
         self.variables = list(variables)
