@@ -20,8 +20,8 @@ import keras
 import tensorflow as tf
 
 
-def unsupported_reason(optimizer):
-    """Why `DeviceUpdate` cannot stand in for `optimizer.apply`, or None if it can.
+def unsupported_reason(optimizer, variables):
+    """Why `DeviceUpdate` cannot stand in for `optimizer.apply` on `variables`, or None if it can.
 
     Ask once `optimizer` is built (its moments exist from then on). Supported: `keras.optimizers.Adam` and `AdamW` without AMSGrad, moving averages, gradient
     accumulation, loss scaling, clipping or variable constraints (the trainer clips the global
@@ -41,6 +41,9 @@ def unsupported_reason(optimizer):
     used = [name for name, value in features.items() if value]
     if used:
         return f"the optimizer uses {', '.join(used)}"
+    constrained = [v.path for v in variables if getattr(v, "constraint", None) is not None]
+    if constrained:  # Keras's apply projects them after the update.
+        return f"variable(s) {', '.join(constrained)} have a constraint"
     # Keras 3's own (private) names for the moments and the decay exclusions; if a later Keras
     # renames them, its own update keeps working.
     internals = ("_momentums", "_velocities", "_get_variable_index", "_use_weight_decay")
@@ -60,19 +63,20 @@ class DeviceUpdate:
         strategy: a `tf.distribute.Strategy` with several replicas (`MirroredStrategy`,
             `MultiWorkerMirroredStrategy`); `variables` and `optimizer` were created in its scope.
         optimizer: a built `keras.optimizers.Adam` or `AdamW` for which `unsupported_reason` is
-            None.
+            None on `variables`.
         variables: the trainable variables, in the gradients' order.
         jit_compile: bool, compile each device's update with XLA.
 
     Raises:
-        ValueError: `unsupported_reason(optimizer)` is not None, or the optimizer is not built.
+        ValueError: `unsupported_reason(optimizer, variables)` is not None, or the optimizer is
+            not built.
     """
 
     def __init__(self, strategy, optimizer, variables, jit_compile):
         if not optimizer.built:
             raise ValueError("DeviceUpdate needs a built optimizer: call "
                              "optimizer.build(model.trainable_variables) in the strategy's scope.")
-        reason = unsupported_reason(optimizer)
+        reason = unsupported_reason(optimizer, variables)
         if reason:
             raise ValueError(f"DeviceUpdate cannot apply this optimizer's update: {reason}.")
         self.strategy = strategy

@@ -91,7 +91,7 @@ class Trainer:
             if not optimizer.built:  # Its moments must exist before the step is traced.
                 with strategy.scope():
                     optimizer.build(model.trainable_variables)
-            if device_update.unsupported_reason(optimizer) is None:
+            if device_update.unsupported_reason(optimizer, model.trainable_variables) is None:
                 self._device_update = device_update.DeviceUpdate(
                     strategy, optimizer, model.trainable_variables, self.jit_compile)
         if self.jit_compile and whole_step:

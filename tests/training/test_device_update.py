@@ -104,7 +104,7 @@ def test_weight_decay_reaches_only_what_keras_decays():
 def test_other_optimizers_keep_kerass_update(make_optimizer, reason):
     strategy = replica_strategy(2)
     variables, optimizer = _build(strategy, make_optimizer)
-    assert reason in unsupported_reason(optimizer)
+    assert reason in unsupported_reason(optimizer, variables)
     with pytest.raises(ValueError, match=reason):
         DeviceUpdate(strategy, optimizer, variables, jit_compile=False)
 
@@ -118,4 +118,19 @@ def test_an_unbuilt_optimizer_is_refused():
         DeviceUpdate(strategy, optimizer, variables, jit_compile=False)
     with strategy.scope():
         optimizer.build(variables)
-    assert unsupported_reason(optimizer) is None
+    assert unsupported_reason(optimizer, variables) is None
+
+
+def test_a_constrained_variable_keeps_kerass_update():
+    # Keras's apply projects a constrained variable after the update; DeviceUpdate does not.
+    strategy = replica_strategy(2)
+    with strategy.scope():
+        layer = keras.layers.Dense(2, kernel_constraint=keras.constraints.MaxNorm(1.0),
+                                   name="norm_limited")
+        layer.build((None, 3))
+        variables = layer.trainable_variables
+        optimizer = keras.optimizers.AdamW()
+        optimizer.build(variables)
+    assert "norm_limited" in unsupported_reason(optimizer, variables)
+    with pytest.raises(ValueError, match="constraint"):
+        DeviceUpdate(strategy, optimizer, variables, jit_compile=False)
