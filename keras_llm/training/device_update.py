@@ -23,9 +23,16 @@ import tensorflow as tf
 def unsupported_reason(optimizer, variables):
     """Why `DeviceUpdate` cannot stand in for `optimizer.apply` on `variables`, or None if it can.
 
-    Ask once `optimizer` is built (its moments exist from then on). Supported: `keras.optimizers.Adam` and `AdamW` without AMSGrad, moving averages, gradient
-    accumulation, loss scaling, clipping or variable constraints (the trainer clips the global
-    gradient itself). Anything else keeps Keras's own update.
+    Supported: `keras.optimizers.Adam` and `AdamW` without AMSGrad, moving averages, gradient
+    accumulation, loss scaling, clipping (the trainer clips the global gradient itself) or
+    constrained variables. Anything else keeps Keras's own update.
+
+    Args:
+        optimizer: a Keras optimizer; ask once it is built (Adam's moments exist from then on).
+        variables: the trainable variables it updates.
+
+    Returns:
+        str naming what is not supported, or None.
     """
     if type(optimizer) not in (keras.optimizers.Adam, keras.optimizers.AdamW):
         return f"{type(optimizer).__name__} is not Keras's Adam or AdamW"
