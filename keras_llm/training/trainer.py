@@ -57,11 +57,12 @@ class Trainer:
             evaluation set (e.g. a confusion matrix); all-reduced over replicas.
         weight_average: optional `WeightAverage` of `model`, updated after every step and
             swapped in by `evaluate` and `evaluation_weights`.
-        jit_compile: bool, compile the replica step (see the module docstring) and the
-            evaluation's forward pass (on one replica) with XLA. Sampling and exported signatures never use XLA
-            (stock TF Serving runs without it). Each new batch shape compiles again (for a
-            language model's evaluation: once more for the last, partial batch), so leave it
-            off for batches padded to varying lengths (classifiers).
+        jit_compile: bool, compile the replica step and, on several replicas, each device's
+            update (see the module docstring), and on one replica the evaluation's forward
+            pass, with XLA. Sampling and exported signatures never use XLA (stock TF Serving
+            runs without it). Each new batch shape compiles again (for a language model's
+            evaluation: once more for the last, partial batch), so leave it off for batches
+            padded to varying lengths (classifiers).
     """
 
     def __init__(self, strategy, model, optimizer, loss_fn, gradient_clip_norm=0.0,
