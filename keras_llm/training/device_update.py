@@ -133,21 +133,29 @@ class DeviceUpdate:
         """Keras's AdamW on one device's copies: decoupled weight decay, then Adam's step."""
         optimizer = self.optimizer
         beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+        step_scalars = {}  # dtype -> (lr, alpha): Keras recomputes them for every variable.
+
+        def scalars(dtype):
+            if dtype not in step_scalars:
+                lr = tf.cast(learning_rate, dtype)
+                local_step = tf.cast(step, dtype)
+                beta_1_power = tf.pow(tf.cast(beta_1, dtype), local_step)
+                beta_2_power = tf.pow(tf.cast(beta_2, dtype), local_step)
+                step_scalars[dtype] = (lr, lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power))
+            return step_scalars[dtype]
+
         for variable, m, v, gradient, weight_decay in zip(
                 variables, momentums, velocities, gradients, self.weight_decays):
             dtype = variable.dtype
-            lr = tf.cast(learning_rate, dtype)
+            lr, alpha = scalars(dtype)
             gradient = tf.cast(gradient, dtype)
-            local_step = tf.cast(step, dtype)
             value = variable.read_value()
             if weight_decay:  # The base optimizer's `_apply_weight_decay`.
                 value = value - value * tf.cast(weight_decay, dtype) * lr
             # `Adam.update_step`.
-            beta_1_power = tf.pow(tf.cast(beta_1, dtype), local_step)
-            beta_2_power = tf.pow(tf.cast(beta_2, dtype), local_step)
-            alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-            new_m = m.read_value() + (gradient - m.read_value()) * (1 - beta_1)
-            new_v = v.read_value() + (tf.square(gradient) - v.read_value()) * (1 - beta_2)
+            m_value, v_value = m.read_value(), v.read_value()
+            new_m = m_value + (gradient - m_value) * (1 - beta_1)
+            new_v = v_value + (tf.square(gradient) - v_value) * (1 - beta_2)
             m.assign(new_m)
             v.assign(new_v)
             variable.assign(value - (new_m * alpha) / (tf.sqrt(new_v) + epsilon))
