@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_llm.layers.initializers import clone_initializer
 from keras_llm.layers.initializers import resolve_initializer
+from keras_llm.layers.replica_invariant_dropout import ReplicaInvariantDropout
 from keras_llm.layers.validation import check_dropout_rate
 from keras_llm.layers.validation import check_positive_int
 
@@ -81,7 +82,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="output_projection",
         )
-        self.attention_dropout = keras.layers.Dropout(
+        self.attention_dropout = ReplicaInvariantDropout(
             self.dropout, dtype=self.dtype_policy, name="attention_dropout"
         )
 

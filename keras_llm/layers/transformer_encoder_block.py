@@ -6,6 +6,7 @@ from keras import ops
 from keras_llm.layers.initializers import clone_initializer
 from keras_llm.layers.initializers import resolve_initializer
 from keras_llm.layers.multi_head_self_attention import MultiHeadSelfAttention
+from keras_llm.layers.replica_invariant_dropout import ReplicaInvariantDropout
 from keras_llm.layers.validation import check_dropout_rate
 from keras_llm.layers.validation import check_positive_int
 
@@ -81,7 +82,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="attention_layer_norm"
         )
-        self.attention_output_dropout = keras.layers.Dropout(
+        self.attention_output_dropout = ReplicaInvariantDropout(
             self.dropout, dtype=self.dtype_policy, name="attention_output_dropout"
         )
         self.feed_forward_layer_norm = keras.layers.LayerNormalization(
@@ -99,7 +100,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="feed_forward_output",
         )
-        self.feed_forward_dropout = keras.layers.Dropout(
+        self.feed_forward_dropout = ReplicaInvariantDropout(
             self.dropout, dtype=self.dtype_policy, name="feed_forward_dropout"
         )
 

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_llm.layers.precomputed_input_lstm import PrecomputedInputLSTM
+from keras_llm.layers.replica_invariant_dropout import ReplicaInvariantDropout
 from keras_llm.layers.validation import check_dropout_rate
 from keras_llm.layers.validation import check_positive_int
 from keras_llm.data.features import token_ids_shape
@@ -104,7 +105,7 @@ class LSTMBackbone(keras.Model):
             name="token_embedding",
         )
         # Word dropout: zero whole token embeddings, one draw per token.
-        self.token_dropout_layer = keras.layers.Dropout(
+        self.token_dropout_layer = ReplicaInvariantDropout(
             self.token_dropout, noise_shape=(None, None, 1), dtype=self.dtype_policy,
             name="token_dropout",
         )
@@ -119,7 +120,7 @@ class LSTMBackbone(keras.Model):
                 )
             self.lstm_layers.append(lstm)
         # One Dropout layer applied at several places: it has no weights, only a seed generator.
-        self.dropout_layer = keras.layers.Dropout(
+        self.dropout_layer = ReplicaInvariantDropout(
             self.dropout, dtype=self.dtype_policy, name="dropout"
         )
 

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_llm.data.features import unpack_inputs
+from keras_llm.layers.replica_invariant_dropout import ReplicaInvariantDropout
 from keras_llm.layers.sequence_pooling import SequencePooling
 from keras_llm.layers.validation import check_dropout_rate
 from keras_llm.models.task import Task
@@ -69,7 +70,7 @@ class TextClassifier(Task):
         self.dropout = check_dropout_rate(dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.pooling = SequencePooling(pooling, dtype=self.dtype_policy, name="pooling")
-        self.pooled_dropout = keras.layers.Dropout(
+        self.pooled_dropout = ReplicaInvariantDropout(
             self.dropout, dtype=self.dtype_policy, name="pooled_dropout"
         )
         self.classification_head = keras.layers.Dense(

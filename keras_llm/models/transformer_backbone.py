@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from keras_llm.layers.initializers import gpt2_normal
+from keras_llm.layers.replica_invariant_dropout import ReplicaInvariantDropout
 from keras_llm.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_llm.layers.transformer_decoder_block import TransformerDecoderBlock
 from keras_llm.layers.transformer_encoder_block import TransformerEncoderBlock
@@ -95,11 +96,11 @@ class TransformerBackbone(keras.Model):
             name="embedding",
         )
         # Word dropout: zero whole token embeddings, one draw per token.
-        self.token_dropout_layer = keras.layers.Dropout(
+        self.token_dropout_layer = ReplicaInvariantDropout(
             self.token_dropout, noise_shape=(None, None, 1), dtype=self.dtype_policy,
             name="token_dropout",
         )
-        self.embedding_dropout = keras.layers.Dropout(
+        self.embedding_dropout = ReplicaInvariantDropout(
             self.dropout, dtype=self.dtype_policy, name="embedding_dropout"
         )
         self.transformer_blocks = gpt2_block_stack(

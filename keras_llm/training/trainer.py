@@ -16,7 +16,11 @@ chief-aware. The step follows the TF custom-training-loop guide:
    arithmetic to its own copy of the weights in one call (`keras_llm.training.device_update`);
    with other optimizers, Keras's optimizer all-reduces the shares and updates each mirrored
    variable.
-4. With a `WeightAverage`, the moving average of the weights is updated after every step and
+4. Dropout masks follow each example's row in the global batch: the step enters
+   `global_batch_position(step, first_example)` around each replica's (micro-)batch, and the
+   models' `ReplicaInvariantDropout` layers draw from it (Keras's `Dropout` would draw the same
+   masks on every replica, whatever rows it holds).
+5. With a `WeightAverage`, the moving average of the weights is updated after every step and
    evaluation uses it (see `keras_llm.training.weight_average`).
 
 Speed (measured with `python -m experiments.benchmark`; at nanoGPT's CPU shape the step is
@@ -39,6 +43,7 @@ import contextlib
 
 import tensorflow as tf
 
+from keras_llm.layers.replica_invariant_dropout import global_batch_position
 from keras_llm.training import device_update
 
 
@@ -113,8 +118,11 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- training
 
-    def _loss_and_gradients(self, features, targets, mask, global_count):
-        with tf.GradientTape() as tape:
+    def _loss_and_gradients(self, features, targets, mask, global_count, first_example):
+        # Dropout masks follow each example's row in the global batch, not the replica or
+        # micro-batch that holds it (`keras_llm.layers.replica_invariant_dropout`).
+        with tf.GradientTape() as tape, global_batch_position(self.optimizer.iterations,
+                                                              first_example):
             logits = self.model(features, training=True)
             loss_sum, _ = self.loss_fn(targets, logits, mask)
             loss = loss_sum / global_count
@@ -139,9 +147,14 @@ class Trainer:
         # The mean is over the global batch: count its real targets before the forward pass.
         count = tf.reduce_sum(tf.cast(mask, tf.float32))
         global_count = tf.maximum(self._all_reduce_sum(count), 1.0)
+        # Replica r holds rows [r * b, (r + 1) * b) of the global batch: tf.distribute splits a
+        # batch in order, and run_setup requires the batch size to divide evenly.
+        replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+        first_example = tf.cast(replica_id, tf.int32) * tf.shape(mask)[0]
         micro_batches = self.gradient_accumulation_steps
         if micro_batches == 1:
-            loss_sum, gradients = self._gradients_fn(features, targets, mask, global_count)
+            loss_sum, gradients = self._gradients_fn(features, targets, mask, global_count,
+                                                     first_example)
         else:
             def split(x):  # (batch, ...) -> (micro_batches, ceil(batch / micro_batches), ...)
                 # A final partial batch may leave this replica a batch the micro-batch count does
@@ -156,7 +169,8 @@ class Trainer:
             for i in tf.range(micro_batches):
                 micro_features = tf.nest.map_structure(lambda x: x[i], features)
                 micro_loss, micro_gradients = self._gradients_fn(
-                    micro_features, targets[i], mask[i], global_count
+                    micro_features, targets[i], mask[i], global_count,
+                    first_example + i * tf.shape(mask)[1],
                 )
                 loss_sum += micro_loss
                 gradients = [g + m for g, m in zip(gradients, micro_gradients)]

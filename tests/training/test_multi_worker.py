@@ -278,7 +278,7 @@ def test_two_workers_match_mirrored_strategy_on_two_devices(tmp_path):
     command = [PYTHON, "-m", "experiments.launch_local", "--num_workers=2",
                "--threads_per_worker=1", "--timeout_seconds=240", "--"] + _train_lm_command(
         str(worker_model_dir), data_dir, strategy="multi_worker", cluster_timeout_seconds=120,
-        histogram_every=3)
+        histogram_every=3, dropout=0.2)
     started = time.monotonic()
     workers = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -287,8 +287,11 @@ def test_two_workers_match_mirrored_strategy_on_two_devices(tmp_path):
         # logical CPUs, same preset and flags.
         reference_dir = tmp_path / "mirrored"
         preset = presets.language_model_config("shakespeare_char")
+        # With dropout: a worker's replica must draw the masks of the global-batch rows it holds,
+        # as the mirrored replica of the same index does (which equals one device:
+        # test_replica_equivalence.py).
         overrides = {**TINY_FLAGS, "data_dir": data_dir, "strategy": "mirrored",
-                     "num_cpu_devices": 2, "histogram_every": 3}
+                     "num_cpu_devices": 2, "histogram_every": 3, "dropout": 0.2}
         config = dataclasses.replace(preset, **{
             section: dataclasses.replace(getattr(preset, section), **{
                 name: value for name, value in overrides.items()

@@ -148,6 +148,29 @@ CASES = {
         CLASSIFIER_INPUT, functools.partial(classifier_batches, 2),
         losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=2,
     ),
+    # With dropout: each example's masks follow its row of the global batch, not the replica or
+    # micro-batch holding it (keras_llm.layers.replica_invariant_dropout). With Keras's Dropout
+    # every replica drew the same masks for its share, and these cases differed by ~1e-2.
+    "gpt_dropout": Case(
+        lambda: build_language_model(ModelConfig(
+            architecture="gpt", sequence_length=SEQUENCE_LENGTH, num_layers=1, num_heads=2,
+            hidden_dim=16, dropout=0.2), VOCABULARY_SIZE),
+        LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
+        gradient_clip_norm=0.5,
+    ),
+    "lstm_language_model_dropout": Case(  # One Dropout layer applied after each of 2 layers.
+        lambda: build_language_model(ModelConfig(
+            architecture="lstm", hidden_dim=16, num_layers=2, dropout=0.2), VOCABULARY_SIZE),
+        LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
+        gradient_clip_norm=0.1,
+    ),
+    "transformer_classifier_dropout": Case(  # Also word dropout: one draw per token.
+        lambda: build_classifier(ClassifierModelConfig(
+            architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16, dropout=0.2,
+            token_dropout=0.2), VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=2),
+        CLASSIFIER_INPUT, functools.partial(classifier_batches, 2),
+        losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=2,
+    ),
 }
 
 
@@ -272,6 +295,9 @@ DEFAULT_REPLICAS = {
     "lstm_classifier": 4,
     "bidirectional_lstm_classifier_3_classes": 2,
     "transformer_classifier": 2,
+    "gpt_dropout": 4,
+    "lstm_language_model_dropout": 2,
+    "transformer_classifier_dropout": 2,
 }
 
 
@@ -299,6 +325,23 @@ def test_gradient_accumulation_matches_one_replica_without_it(num_replicas):
     # as the whole global batch on one replica, with the clip seeing the same global gradient.
     run = train(CASES["gpt"], num_replicas, gradient_accumulation_steps=2)
     check_same_run(run, reference_run("gpt"))
+
+
+@pytest.mark.parametrize("num_replicas", [
+    pytest.param(1, marks=pytest.mark.slow, id="1_replica"),
+    pytest.param(2, id="2_replicas"),
+])
+def test_gradient_accumulation_with_dropout_matches_one_replica_without_it(num_replicas):
+    # Micro-batches draw their examples' masks too: 2 x 4 rows on 1 replica, 2 x 2 on 2.
+    run = train(CASES["gpt_dropout"], num_replicas, gradient_accumulation_steps=2)
+    check_same_run(run, reference_run("gpt_dropout"))
+
+
+def test_dropout_under_xla_matches_one_replica_under_xla():
+    # XLA turns Philox's words into floats with other bits than TensorFlow's kernel, so compiled
+    # and uncompiled runs draw different masks: the reference is the compiled one-replica run.
+    reference = train(CASES["gpt_dropout"], 1, jit_compile=True, chunks=(4, 6))
+    check_same_run(train(CASES["gpt_dropout"], 2, jit_compile=True, chunks=(4, 6)), reference)
 
 
 @pytest.mark.parametrize("num_replicas", [1, 2])
