@@ -13,8 +13,9 @@ Rows (synthetic token ids of the preset's vocabulary; warm-up excluded; medians 
   `pip install -e ".[bench]"`). Ratio: our tokens/s over KerasHub's faster setting.
 - lstm: the LSTM language model step against a plain Keras Embedding -> LSTM -> Dense `fit`.
 - MFU: model FLOP/s (6N + 12LdT per token, PaLM appendix B, nanoGPT's `estimate_mfu`) over the
-  float32 FLOP/s of a 2048 x 2048 matmul, and over that of the model's own matmul shapes, both
-  timed in the same alternating rounds as the steps (a shared machine's peak moves with its
+  float32 FLOP/s of a 2048 x 2048 matmul, and over that of the step's own matmul shapes
+  (forward and backward products, `gpt_matmul_shapes`), both timed in the same alternating
+  rounds as the steps (a shared machine's peak moves with its
   load); each sweep row against its own.
 - pipeline: the real input pipeline (window, shuffle, batch, distribute over token ids) against
   batches built beforehand in memory.
@@ -271,7 +272,7 @@ def format_table(machine, table, mfu):
         lines.append(
             f"float32 matmul peak: {mfu['large_matmul_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
             f"(large squares), {mfu['model_shapes_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
-            f"(the GPT's own matmul shapes); model {mfu['flops_per_step'] / 1e9:.2f} GFLOP/step")
+            f"(the GPT step's own matmul shapes, forward and backward); model {mfu['flops_per_step'] / 1e9:.2f} GFLOP/step")
     lines.append("MFU: model FLOP/s over the large-matmul FLOP/s timed in the same rounds")
     lines.append(f"{'section':<10} {'contender':<40} {'ms/step':>8} {'tokens/s':>10} "
                  f"{'ratio':>7} {'MFU':>6}")

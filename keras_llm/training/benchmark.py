@@ -185,15 +185,23 @@ def keras_lstm_fit(config, vocabulary_size, jit_compile, seed=0):
 
 
 def gpt_matmul_shapes(model_config, vocabulary_size, batch_size):
-    """The forward matmuls of one GPT step as `(count, batch, m, k, n)`: `count` matmuls of
-    `batch` x `(m, k) @ (k, n)` (the backward pass runs each twice more, transposed)."""
+    """The matmuls of one GPT training step as `(count, batch, m, k, n)`: `count` matmuls of
+    `batch` x `(m, k) @ (k, n)`.
+
+    Each forward product `C = A @ B`, `(m, k) @ (k, n)`, is followed in the backward pass by
+    `dA = dC @ B^T`, `(m, n) @ (n, k)`, and `dB = A^T @ dC`, `(k, m) @ (m, n)` (every operand
+    needs its gradient: weights, and activations down to the embedding). The backward products
+    contract other dimensions (the tokens, for the weight gradients), and kernels run them at
+    other speeds, so they are timed too: together these are the step's model FLOPs (6N + 12LdT
+    per token, the 6 = 3 products x 2 FLOPs per multiply-add).
+    """
     tokens, d, t = batch_size * model_config.sequence_length, model_config.hidden_dim, \
         model_config.sequence_length
     ff = model_config.intermediate_dim or 4 * d
     heads = batch_size * model_config.num_heads
     head_dim = d // model_config.num_heads
     layers = model_config.num_layers
-    return [
+    forward = [
         (layers, 1, tokens, d, 3 * d),  # fused query/key/value
         (layers, heads, t, head_dim, t),  # Q K^T
         (layers, heads, t, t, head_dim),  # attention x V
@@ -202,6 +210,11 @@ def gpt_matmul_shapes(model_config, vocabulary_size, batch_size):
         (layers, 1, tokens, ff, d),  # MLP down
         (1, 1, tokens, d, vocabulary_size),  # tied head
     ]
+    backward = []
+    for count, batch, m, k, n in forward:
+        backward += [(count, batch, m, n, k),  # gradient of the first operand
+                     (count, batch, k, m, n)]  # gradient of the second operand
+    return forward + backward
 
 
 def matmul_runner(shapes):

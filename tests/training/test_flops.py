@@ -33,3 +33,21 @@ def test_the_peak_is_measured_once_per_process():
     assert flops.measure_matmul_peak(sizes=(64, 128), repeats=1) is first
     assert flops.measure_matmul_peak.cache_info().hits == hits + 1
     assert 0 < first < float("inf")
+
+
+def test_gpt_matmul_shapes_are_the_steps_model_flops():
+    from keras_llm.training.benchmark import gpt_matmul_shapes
+
+    config = ModelConfig(architecture="gpt", num_layers=4, num_heads=4, hidden_dim=128,
+                         sequence_length=64)
+    shapes = gpt_matmul_shapes(config, vocabulary_size=65, batch_size=12)
+    tokens = 12 * 64
+    per_token = sum(count * 2 * batch * m * k * n for count, batch, m, k, n in shapes) / tokens
+    # By hand: the weight matmuls hold 4 * (128 * 384 + 128 * 128 + 128 * 512 + 512 * 128)
+    # + 128 * 65 (tied head) = 794,752 parameters, 6 FLOPs each per token (forward and both
+    # backward products), plus attention's 12 * L * d * T = 393,216: 6N + 12LdT without the
+    # biases and LayerNorm parameters.
+    assert per_token == 6 * 794_752 + 393_216
+    # 7 forward products, each with 2 backward ones; the weight gradient of QKV contracts the
+    # 768 tokens.
+    assert len(shapes) == 21 and (4, 1, 128, 768, 384) in shapes
