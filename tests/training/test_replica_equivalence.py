@@ -113,64 +113,53 @@ class Case:
     num_outputs: int = VOCABULARY_SIZE
 
 
+def gpt_case(dropout=0.0):
+    return Case(
+        lambda: build_language_model(ModelConfig(
+            architecture="gpt", sequence_length=SEQUENCE_LENGTH, num_layers=1, num_heads=2,
+            hidden_dim=16, dropout=dropout), VOCABULARY_SIZE),
+        LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
+        gradient_clip_norm=0.5,
+    )
+
+
+def lstm_language_model_case(num_layers=1, dropout=0.0):
+    return Case(
+        lambda: build_language_model(ModelConfig(
+            architecture="lstm", hidden_dim=16, num_layers=num_layers, dropout=dropout),
+            VOCABULARY_SIZE),
+        LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
+        gradient_clip_norm=0.1,
+    )
+
+
+def classifier_case(num_classes=2, **model):
+    return Case(
+        lambda: build_classifier(ClassifierModelConfig(**model), VOCABULARY_SIZE,
+                                 SEQUENCE_LENGTH, num_classes=num_classes),
+        CLASSIFIER_INPUT, functools.partial(classifier_batches, num_classes),
+        losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=num_classes,
+    )
+
+
 CASES = {
-    "gpt": Case(
-        lambda: build_language_model(ModelConfig(
-            architecture="gpt", sequence_length=SEQUENCE_LENGTH, num_layers=1, num_heads=2,
-            hidden_dim=16, dropout=0.0), VOCABULARY_SIZE),
-        LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
-        gradient_clip_norm=0.5,
-    ),
-    "lstm_language_model": Case(
-        lambda: build_language_model(ModelConfig(
-            architecture="lstm", hidden_dim=16, num_layers=1, dropout=0.0), VOCABULARY_SIZE),
-        LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
-        gradient_clip_norm=0.1,
-    ),
-    "lstm_classifier": Case(
-        lambda: build_classifier(ClassifierModelConfig(
-            architecture="lstm", embedding_dim=16, hidden_dim=16, dropout=0.0),
-            VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=2),
-        CLASSIFIER_INPUT, functools.partial(classifier_batches, 2),
-        losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=2,
-    ),
-    "bidirectional_lstm_classifier_3_classes": Case(
-        lambda: build_classifier(ClassifierModelConfig(
-            architecture="bilstm", embedding_dim=16, hidden_dim=16, dropout=0.0),
-            VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=3),
-        CLASSIFIER_INPUT, functools.partial(classifier_batches, 3),
-        losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=3,
-    ),
-    "transformer_classifier": Case(
-        lambda: build_classifier(ClassifierModelConfig(
-            architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16, dropout=0.0),
-            VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=2),
-        CLASSIFIER_INPUT, functools.partial(classifier_batches, 2),
-        losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=2,
-    ),
+    "gpt": gpt_case(),
+    "lstm_language_model": lstm_language_model_case(),
+    "lstm_classifier": classifier_case(architecture="lstm", embedding_dim=16, hidden_dim=16),
+    "bidirectional_lstm_classifier_3_classes": classifier_case(
+        3, architecture="bilstm", embedding_dim=16, hidden_dim=16),
+    "transformer_classifier": classifier_case(
+        architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16),
     # With dropout: each example's masks follow its row of the global batch, not the replica or
-    # micro-batch holding it (keras_llm.layers.replica_invariant_dropout). With Keras's Dropout
-    # every replica drew the same masks for its share, and these cases differed by ~1e-2.
-    "gpt_dropout": Case(
-        lambda: build_language_model(ModelConfig(
-            architecture="gpt", sequence_length=SEQUENCE_LENGTH, num_layers=1, num_heads=2,
-            hidden_dim=16, dropout=0.2), VOCABULARY_SIZE),
-        LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
-        gradient_clip_norm=0.5,
-    ),
-    "lstm_language_model_dropout": Case(  # One Dropout layer applied after each of 2 layers.
-        lambda: build_language_model(ModelConfig(
-            architecture="lstm", hidden_dim=16, num_layers=2, dropout=0.2), VOCABULARY_SIZE),
-        LANGUAGE_MODEL_INPUT, language_model_batches, losses.token_cross_entropy,
-        gradient_clip_norm=0.1,
-    ),
-    "transformer_classifier_dropout": Case(  # Also word dropout: one draw per token.
-        lambda: build_classifier(ClassifierModelConfig(
-            architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16, dropout=0.2,
-            token_dropout=0.2), VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=2),
-        CLASSIFIER_INPUT, functools.partial(classifier_batches, 2),
-        losses.classification_cross_entropy, gradient_clip_norm=0.05, num_outputs=2,
-    ),
+    # micro-batch holding it (keras_llm.layers.replica_invariant_dropout). With Keras's Dropout,
+    # every replica drew the same masks for its share, and these cases' tests failed.
+    "gpt_dropout": gpt_case(dropout=0.2),
+    # One Dropout layer, applied after each of the 2 layers: two masks per step.
+    "lstm_language_model_dropout": lstm_language_model_case(num_layers=2, dropout=0.2),
+    # Also word dropout: one draw per token.
+    "transformer_classifier_dropout": classifier_case(
+        architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16, dropout=0.2,
+        token_dropout=0.2),
 }
 
 
@@ -316,25 +305,19 @@ def test_same_losses_and_weights_as_one_replica(case_name, num_replicas):
     check_same_run(train(CASES[case_name], num_replicas), reference_run(case_name))
 
 
-@pytest.mark.parametrize("num_replicas", [
-    pytest.param(1, marks=pytest.mark.slow, id="1_replica"),
-    pytest.param(4, id="4_replicas"),
+@pytest.mark.parametrize("case_name, num_replicas", [
+    pytest.param("gpt", 1, marks=pytest.mark.slow, id="gpt-1_replica"),
+    pytest.param("gpt", 4, id="gpt-4_replicas"),
+    pytest.param("gpt_dropout", 1, marks=pytest.mark.slow, id="gpt_dropout-1_replica"),
+    pytest.param("gpt_dropout", 2, id="gpt_dropout-2_replicas"),
 ])
-def test_gradient_accumulation_matches_one_replica_without_it(num_replicas):
+def test_gradient_accumulation_matches_one_replica_without_it(case_name, num_replicas):
     # Two micro-batches per replica (4 and 1 examples on 1 and 4 replicas) give the same update
-    # as the whole global batch on one replica, with the clip seeing the same global gradient.
-    run = train(CASES["gpt"], num_replicas, gradient_accumulation_steps=2)
-    check_same_run(run, reference_run("gpt"))
-
-
-@pytest.mark.parametrize("num_replicas", [
-    pytest.param(1, marks=pytest.mark.slow, id="1_replica"),
-    pytest.param(2, id="2_replicas"),
-])
-def test_gradient_accumulation_with_dropout_matches_one_replica_without_it(num_replicas):
-    # Micro-batches draw their examples' masks too: 2 x 4 rows on 1 replica, 2 x 2 on 2.
-    run = train(CASES["gpt_dropout"], num_replicas, gradient_accumulation_steps=2)
-    check_same_run(run, reference_run("gpt_dropout"))
+    # as the whole global batch on one replica, with the clip seeing the same global gradient;
+    # with dropout, each micro-batch draws its own examples' masks (2 x 4 rows on 1 replica,
+    # 2 x 2 on 2).
+    run = train(CASES[case_name], num_replicas, gradient_accumulation_steps=2)
+    check_same_run(run, reference_run(case_name))
 
 
 def test_dropout_under_xla_matches_one_replica_under_xla():
