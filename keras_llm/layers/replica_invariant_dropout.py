@@ -31,6 +31,8 @@ import threading
 import keras
 import tensorflow as tf
 
+from keras_llm.layers.validation import check_dropout_rate
+
 # `StatelessRandomUniformV2`'s `alg` for Philox-4x32-10 (tf.random.Algorithm.PHILOX).
 _PHILOX = 1
 # Philox-4x32 returns four 32-bit words per counter value.
@@ -54,12 +56,17 @@ def global_batch_position(step, first_example):
         step: int scalar tensor or int, the optimizer step (e.g. `optimizer.iterations`); masks
             differ from step to step.
         first_example: int scalar tensor or int, the row, in the step's global batch, of the
-            first example of the batch the model is called on (replica `r` of `n`, each with
-            `b` rows, starts at `r * b`; micro-batch `m` of `k` rows within it at `r * b + m * k`).
+            first example of the batch the model is called on: replica `r` starts after the
+            rows of replicas `0 .. r - 1` (at `r * b` when each holds `b`), and its micro-batch
+            `m` of `k` rows `m * k` rows further.
 
     Yields:
         None. Contexts nest; the innermost one counts. Each layer's calls are counted per
         context, so a layer applied at several places gets a different mask at each.
+
+    Enter it inside the function that `tf.function` traces (as `Trainer` does), with `step`
+    read there: the layers read `step` and `first_example` while being traced, so a context
+    entered around a call of an already traced function would fix them at their traced values.
     """
     position = _Position(tf.cast(step, tf.int64), tf.cast(first_example, tf.int64))
     stack = _local.__dict__.setdefault("stack", [])
@@ -80,12 +87,14 @@ class ReplicaInvariantDropout(keras.layers.Dropout):
     """`keras.layers.Dropout` with masks fixed per example of the global batch (module docstring).
 
     Args:
-        rate: float in [0, 1), fraction of the input units to drop.
+        rate: float in [0, 1), fraction of the input units to drop (1 would leave the
+            1 / (1 - rate) scale undefined).
         noise_shape: optional tuple, the shape of the mask, `None` entries taken from the input
             (e.g. `(None, None, 1)` drops whole token vectors of a `(batch, seq_len, hidden)`
             input). Its first entry must be `None`: the mask is drawn per example.
         seed: optional int, the layer seed (the key of its masks); `None` draws one from
-            Keras's global seed (`keras.utils.set_random_seed`).
+            Keras's global seed (`keras.utils.set_random_seed`). Under XLA only its low 32 bits
+            count (XLA's `StatelessRandomGetKeyCounter` reads 32 bits of each seed word).
         **kwargs: passed to `keras.layers.Layer`.
 
     Call arguments:
@@ -97,11 +106,12 @@ class ReplicaInvariantDropout(keras.layers.Dropout):
         Srivastava et al. 2014, as Keras's).
 
     Raises:
-        ValueError: if `noise_shape[0]` is not `None`, or `rate` is out of range (Keras's check).
+        ValueError: if `rate` is not in [0, 1), or `noise_shape[0]` is not `None`.
     """
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
-        super().__init__(rate, noise_shape=noise_shape, seed=seed, **kwargs)
+        super().__init__(check_dropout_rate(rate, "rate"), noise_shape=noise_shape, seed=seed,
+                         **kwargs)
         if self.noise_shape is not None and self.noise_shape[0] is not None:
             raise ValueError(
                 "ReplicaInvariantDropout draws one mask per example: noise_shape[0] must be "

@@ -146,11 +146,15 @@ class Trainer:
         variables = self.model.trainable_variables
         # The mean is over the global batch: count its real targets before the forward pass.
         count = tf.reduce_sum(tf.cast(mask, tf.float32))
-        global_count = tf.maximum(self._all_reduce_sum(count), 1.0)
-        # Replica r holds rows [r * b, (r + 1) * b) of the global batch: tf.distribute splits a
-        # batch in order, and run_setup requires the batch size to divide evenly.
+        # tf.distribute splits a global batch over the replicas in order, evenly but for a last
+        # partial batch (7 rows over 2 replicas: 4 and 3). This replica's first row, for dropout,
+        # is the number of rows the replicas before it hold.
         replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-        first_example = tf.cast(replica_id, tf.int32) * tf.shape(mask)[0]
+        rows = tf.one_hot(replica_id, self.strategy.num_replicas_in_sync) * tf.cast(
+            tf.shape(mask)[0], tf.float32)  # (replicas,): this replica's row count at its index
+        global_count, rows = self._all_reduce_sum((count, rows))
+        global_count = tf.maximum(global_count, 1.0)
+        first_example = tf.cast(tf.reduce_sum(rows[:replica_id]), tf.int32)
         micro_batches = self.gradient_accumulation_steps
         if micro_batches == 1:
             loss_sum, gradients = self._gradients_fn(features, targets, mask, global_count,

@@ -101,6 +101,12 @@ def test_mixed_precision_keeps_the_compute_dtype():
     assert 0 < float(tf.reduce_mean(tf.cast(output == 0, tf.float32))) < 1
 
 
+def test_a_rate_of_one_is_refused():
+    # Keras's Dropout accepts 1.0; the 1 / (1 - rate) scale would divide by zero.
+    with pytest.raises(ValueError, match=r"rate must be a float in \[0, 1\); received rate=1.0"):
+        ReplicaInvariantDropout(1.0)
+
+
 def test_a_fixed_batch_entry_in_noise_shape_is_refused():
     with pytest.raises(ValueError, match=r"noise_shape\[0\] must be None.*\(8, None, 1\)"):
         ReplicaInvariantDropout(RATE, noise_shape=(8, None, 1))

@@ -145,8 +145,10 @@ def test_dropout_continues_exactly_after_sigint(tiny_shakespeare_dir, tmp_path, 
     train_language_model(config, reference_dir, log=_quiet)
     _interrupt_and_resume(config, model_dir, step=4, signum=signal.SIGINT)
     _assert_same_run(reference_dir, model_dir)
-    # The dropout seed generator's state is in the checkpoint and continued from step 4: it equals
-    # the uninterrupted run's, and dropout did change the training (other weights than rate 0).
+    # Each step's masks come from the layer seeds (the seed generators' first words, in the
+    # checkpoint) and the optimizer step (restored with it): the resumed steps drew the
+    # uninterrupted run's masks, or _assert_same_run's per-step losses would differ. Dropout did
+    # change the training (other weights than rate 0).
     states = [_checkpoint(d, "model/random_state/") for d in (reference_dir, model_dir)]
     assert states[0] and _max_difference(*states) == 0.0
     assert _max_difference(_checkpoint(uninterrupted_dir, "model/weights/"),

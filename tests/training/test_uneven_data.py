@@ -139,6 +139,10 @@ CLASSIFIERS = {
     "transformer_classifier_3_classes": (3, lambda: build_classifier(ClassifierModelConfig(
         architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16, dropout=0.0),
         VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=3)),
+    # Dropout and word dropout: each example's masks follow its row of the global batch.
+    "transformer_classifier_dropout": (2, lambda: build_classifier(ClassifierModelConfig(
+        architecture="transformer", num_layers=1, num_heads=2, hidden_dim=16, dropout=0.3,
+        token_dropout=0.2), VOCABULARY_SIZE, SEQUENCE_LENGTH, num_classes=2)),
 }
 
 
@@ -279,8 +283,8 @@ def _train(make_model, example_input, loss_fn, strategy, dataset, num_steps,
 def _check_same_training(model_name, dataset, num_steps, num_replicas,
                          gradient_accumulation_steps=1):
     """Trains on one device and on `num_replicas`; the losses and weights agree."""
-    if model_name == "lstm_classifier":
-        model = (CLASSIFIERS["lstm_classifier"][1], CLASSIFIER_INPUT,
+    if model_name in CLASSIFIERS:
+        model = (CLASSIFIERS[model_name][1], CLASSIFIER_INPUT,
                  losses.classification_cross_entropy)
     else:
         model = (tiny_language_model, LANGUAGE_MODEL_INPUT, losses.token_cross_entropy)
@@ -324,3 +328,18 @@ def test_training_on_repeated_data_not_a_multiple_of_the_batch_matches_one_devic
     )
     _check_same_training("tiny_language_model", dataset, num_steps=4, num_replicas=4,
                          gradient_accumulation_steps=2)
+
+
+@pytest.mark.parametrize("num_replicas, gradient_accumulation_steps", [(2, 1), (4, 1), (2, 2)])
+def test_dropout_on_a_final_partial_batch_matches_one_device(num_replicas,
+                                                             gradient_accumulation_steps):
+    # 15 examples: 8, then 7, split [4, 3] over 2 replicas and [2, 2, 2, 1] over 4. A replica's
+    # first row is what the replicas before it hold (4, not 1 x 3), so every example draws the
+    # one-device masks (regression: with replica_id x local rows, rows 3 and 4 shared a mask and
+    # the loss differed by 2.8e-3). With accumulation, replica 1's 3 rows become micro-batches
+    # of 2 and 1 (+ a mask-0 row).
+    features, labels, mask = classifier_examples(15, num_classes=2, seed=2)
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels, mask)).batch(GLOBAL_BATCH_SIZE)
+    _check_same_training("transformer_classifier_dropout", dataset, num_steps=2,
+                         num_replicas=num_replicas,
+                         gradient_accumulation_steps=gradient_accumulation_steps)
