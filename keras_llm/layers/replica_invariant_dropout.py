@@ -13,7 +13,8 @@ row `i` at optimizer step `s`, in the `c`-th call of the layer in the forward pa
 
     keep[i, j] = uniform(i, j) >= rate,  uniform from Philox-4x32-10 (Salmon et al. 2011,
     "Parallel random numbers: as easy as 1, 2, 3") with
-    key = hash(layer seed, c),  128-bit counter = (i * blocks_per_example + j // 4, s)
+    key = hash(layer seed, c)  (TensorFlow's `StatelessRandomGetKeyCounter`),
+    128-bit counter = (i * counters_per_example + j // 4, s)
 
 Philox is counter based: every counter value gives its own 4 random words, so a replica holding
 rows 6..11 draws exactly the words a single device draws for those rows. TensorFlow's
