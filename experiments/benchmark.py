@@ -272,7 +272,8 @@ def format_table(machine, table, mfu):
         lines.append(
             f"float32 matmul peak: {mfu['large_matmul_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
             f"(large squares), {mfu['model_shapes_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
-            f"(the GPT step's own matmul shapes, forward and backward); model {mfu['flops_per_step'] / 1e9:.2f} GFLOP/step")
+            f"(the GPT step's own matmul shapes, forward and backward); "
+            f"model {mfu['flops_per_step'] / 1e9:.2f} GFLOP/step")
     lines.append("MFU: model FLOP/s over the large-matmul FLOP/s timed in the same rounds")
     lines.append(f"{'section':<10} {'contender':<40} {'ms/step':>8} {'tokens/s':>10} "
                  f"{'ratio':>7} {'MFU':>6}")

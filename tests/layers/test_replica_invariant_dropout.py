@@ -44,7 +44,7 @@ def test_pieces_at_their_offsets_get_the_whole_batchs_masks(jit_compile, noise_s
     kept = whole != 0
     assert 0 < kept.mean() < 1
     np.testing.assert_allclose(whole[kept], (INPUTS / (1 - RATE))[kept], rtol=1e-6)
-    if noise_shape is not None:  # One draw per token: a token's features are kept or dropped together.
+    if noise_shape is not None:  # One draw per token: its features are kept or dropped together.
         assert np.all(kept == kept[:, :, :1])
 
 
