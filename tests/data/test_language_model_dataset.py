@@ -61,6 +61,18 @@ def test_shuffled_order_is_statistically_random():
                                    atol=0.002)
 
 
+@pytest.mark.parametrize("num_windows, key_bits", [(1000, 8), (1_003_854, 10), (10**7, 12)])
+def test_every_seed_and_epoch_bit_selects_the_order(num_windows, key_bits):
+    # The op keeps only the low `key_bits` of each key word: keyed by (seed, epoch) directly,
+    # seeds and epochs 2^key_bits apart drew identical orders.
+    def order(seed, epoch):
+        positions = tf.range(200, dtype=tf.int64) + epoch * num_windows
+        return lmd.shuffled_window_starts(positions, num_windows, seed).numpy()
+    first = order(1337, 0)
+    for seed, epoch in [(1337 + 2**key_bits, 0), (1337 + 2**32, 0), (1337, 2**key_bits)]:
+        assert np.mean(order(seed, epoch) == first) < 0.05, (seed, epoch)
+
+
 def test_corpus_of_a_billion_windows_needs_no_buffer():
     # A Dataset.shuffle over 10^9 windows would hold about 200 GB; the computed order's first
     # batch needs only the positions it draws.
