@@ -48,7 +48,8 @@ def resolve_config(preset_config, sections, validate, flag_values=flags.FLAGS, l
     """The config a command runs: the preset, the flags the user set, checked.
 
     A warm-up the user did not set is fitted to a short `--train_steps`
-    (`config.fit_warmup_to_train_steps`), with one note through `log`.
+    (`config.fit_warmup_to_train_steps`), with one note through `log`, logged only once the
+    config has passed `validate`.
 
     Args:
         preset_config: the config of the chosen preset.
@@ -64,15 +65,16 @@ def resolve_config(preset_config, sections, validate, flag_values=flags.FLAGS, l
         ValueError: naming every flag at fault (`validate`).
     """
     config = apply_config_flags(preset_config, sections, flag_values)
-    config, note = train_steps_or_epochs(config, flag_values["train_steps"].present,
-                                         flag_values["epochs"].present)
-    if note:
-        log(note)
-    config, note = config_lib.fit_warmup_to_train_steps(config,
-                                                        flag_values["warmup_steps"].present)
-    if note:
-        log(note)
-    return validate(config)
+    config, sizing_note = train_steps_or_epochs(config, flag_values["train_steps"].present,
+                                                flag_values["epochs"].present)
+    config, warmup_note = config_lib.fit_warmup_to_train_steps(
+        config, flag_values["warmup_steps"].present)
+    config = validate(config)
+    # Notes only for a config that runs: a flag error is the one thing a failed command says.
+    for note in (sizing_note, warmup_note):
+        if note:
+            log(note)
+    return config
 
 
 def train_steps_or_epochs(config, train_steps_set, epochs_set):

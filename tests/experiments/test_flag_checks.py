@@ -153,6 +153,17 @@ def test_train_steps_alone_passes_the_checks_with_one_note():
     assert process.returncode == 1
 
 
+def test_a_refused_config_prints_no_note():
+    # --train_steps=20 alone would shorten the warm-up with a note; with a bad flag beside it
+    # the error is all the command says.
+    process, _ = _run_without_tensorflow("experiments.train_lm", "--train_steps=20",
+                                         "--dropout=1.5")
+    assert process.returncode == 1
+    assert process.stdout == ""
+    assert process.stderr == ("error: Invalid configuration: --dropout must be in [0, 1); "
+                              "got 1.5.\n")
+
+
 # About 2 s: TensorFlow starts loading, then the signal lands.
 def test_ctrl_c_during_start_up_exits_130_in_one_line(tmp_path):
     process = subprocess.Popen(
