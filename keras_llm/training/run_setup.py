@@ -23,7 +23,7 @@ from keras_llm.training import loop
 from keras_llm.training.best_checkpoint import BestCheckpoint
 from keras_llm.training.checkpointing import checkpoint_step, latest_checkpoint
 from keras_llm.training.dashboards import Dashboards
-from keras_llm.training.precision import apply_runtime_settings
+from keras_llm.training.precision import apply_runtime_settings, gpu_capabilities
 from keras_llm.training.run_directory import RunDirectory, check_resumable
 from keras_llm.training.run_summaries import RunSummaries
 from keras_llm.training.strategy import make_strategy
@@ -264,11 +264,7 @@ def resolve_jit_compile(train_config, architecture, has_gpu=None):
     if architecture not in ("gpt", "lstm"):
         return False
     if train_config.dtype_policy == "mixed_bfloat16":
-        if has_gpu is None:
-            import tensorflow as tf
-
-            has_gpu = bool(tf.config.list_physical_devices("GPU"))
-        return has_gpu
+        return bool(gpu_capabilities()) if has_gpu is None else has_gpu
     return True
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_llm.layers.replica_invariant_dropout import ReplicaInvariantDropout
-from keras_llm.layers.replica_invariant_dropout import global_batch_position
+from keras_llm.layers.replica_invariant_dropout import (
+    ReplicaInvariantDropout, global_batch_position)
 from keras_llm.training.trainer import Trainer
 from tests.conftest import replica_strategy
 from tests.training.tiny_training import squared_error
