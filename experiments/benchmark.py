@@ -5,7 +5,9 @@ r"""keras_llm side by side with its peers and the hardware, in one run, one tabl
     python -m experiments.benchmark --steps=8 --repeats=1 --skip=scaling,generation,lstm  # smoke
 
 Rows (synthetic token ids of the preset's vocabulary; warm-up excluded; medians over
---repeats alternating rounds; only ratios within one run are compared):
+--repeats alternating rounds; only ratios within one run are compared). The gpt, lstm and
+pipeline ratios are medians of per-round ratios (each contender against the others timed in
+the same round, seconds apart), and the table says their range over the rounds:
 
 - gpt: keras_llm's training step (as trained: --jit_compile auto, --steps_per_execution)
   and the same step as it was before (no XLA, one step per call), against KerasHub's
@@ -106,17 +108,18 @@ def _gpt_rows(config, vocabulary_size, table, log):
         config.model, vocabulary_size, config.train.batch_size))
     contenders.update({"large matmul": square, "model's matmul shapes": shapes})
     log(f"gpt: timing {len(contenders)} contenders, {FLAGS.repeats} x {FLAGS.steps} steps ...")
-    seconds = bench.alternate(contenders, FLAGS.steps, FLAGS.repeats)
+    rounds = bench.alternate_rounds(contenders, FLAGS.steps, FLAGS.repeats)
+    seconds = {name: statistics.median(values) for name, values in rounds.items()}
     peak = square_flops / seconds.pop("large matmul")
     shape_peak = shape_flops / seconds.pop("model's matmul shapes")
     flops_per_step = bench.flops_per_step(config, model.count_params())
-    installed = [seconds[name] for name in peers if peers[name] is not None]
-    best_peer = min(installed) if installed else None
+    installed = [name for name in peers if peers[name] is not None]
     for name in list(seconds) + [n for n in peers if peers[n] is None]:
         value = seconds.get(name)
-        ratio = best_peer / value if (best_peer and value) else None
+        ratio = (bench.paired_speedup(rounds, name, installed)
+                 if installed and value else None)
         _row(table, "gpt", name, value, tokens, flops_per_step, peak,
-             vs_keras_hub_best=ratio)
+             **_ratio_fields("vs_keras_hub_best", ratio))
     return {"flops_per_step": flops_per_step, "parameters": int(model.count_params()),
             "large_matmul_peak_flops_per_second": peak,
             "model_shapes_peak_flops_per_second": shape_peak,
@@ -136,13 +139,13 @@ def _lstm_rows(config, vocabulary_size, table, log):
     square, square_flops = bench.square_matmul_runner()
     contenders["large matmul"] = square
     log(f"lstm: timing {len(contenders)} contenders ...")
-    seconds = bench.alternate(contenders, FLAGS.steps, FLAGS.repeats)
-    peak = square_flops / seconds.pop("large matmul")
-    best_peer = min(value for name, value in seconds.items() if name != "keras_llm LSTM")
+    rounds = bench.alternate_rounds(contenders, FLAGS.steps, FLAGS.repeats)
+    peak = square_flops / statistics.median(rounds.pop("large matmul"))
+    peers = [name for name in rounds if name != "keras_llm LSTM"]
     flops_per_step = bench.flops_per_step(config, model.count_params())
-    for name, value in seconds.items():
-        _row(table, "lstm", name, value, tokens, flops_per_step, peak,
-             vs_keras_best=best_peer / value)
+    for name, values in rounds.items():
+        _row(table, "lstm", name, statistics.median(values), tokens, flops_per_step, peak,
+             **_ratio_fields("vs_keras_best", bench.paired_speedup(rounds, name, peers)))
 
 
 def _pipeline_rows(config, vocabulary_size, table, log):
@@ -157,11 +160,21 @@ def _pipeline_rows(config, vocabulary_size, table, log):
         stream, config.model.sequence_length, config.train.batch_size, seed=0))
     prebuilt, _, _ = bench.keras_llm_step(config, vocabulary_size)
     log("pipeline: timing the real input pipeline against prebuilt batches ...")
-    seconds = bench.alternate({"real pipeline": real, "prebuilt batches": prebuilt},
-                              FLAGS.steps, FLAGS.repeats)
-    overhead = seconds["real pipeline"] / seconds["prebuilt batches"] - 1
-    for name, value in seconds.items():
-        _row(table, "pipeline", name, value, tokens, overhead=overhead)
+    rounds = bench.alternate_rounds({"real pipeline": real, "prebuilt batches": prebuilt},
+                                    FLAGS.steps, FLAGS.repeats)
+    # Overhead: the real pipeline's step time over the prebuilt one's, minus 1, round by round.
+    slowdown = bench.paired_speedup(rounds, "prebuilt batches", ["real pipeline"])
+    overhead = {key: slowdown[key] - 1 for key in ("median", "min", "max")}
+    for name, values in rounds.items():
+        _row(table, "pipeline", name, statistics.median(values), tokens,
+             overhead=overhead["median"], overhead_range=[overhead["min"], overhead["max"]])
+
+
+def _ratio_fields(key, ratio):
+    """A row's ratio (`key`: the median of the per-round ratios) and its per-round range."""
+    if ratio is None:
+        return {key: None}
+    return {key: ratio["median"], f"{key}_range": [ratio["min"], ratio["max"]]}
 
 
 _FIGURE = re.compile(r"tokens/s:\s*([\d,]+)")
@@ -264,6 +277,18 @@ def _sweep_rows(config, vocabulary_size, table, log):
                                        / (shape_flops / seconds["model's matmul shapes"])))
 
 
+def _spread(row):
+    """`row`'s per-round range as text ("" without one): ratios, or the pipeline's overhead."""
+    if row.get("overhead_range"):
+        low, high = row["overhead_range"]
+        return f"{row['section']} overhead {100 * low:+.1f}% to {100 * high:+.1f}%"
+    for key in ("vs_keras_hub_best_range", "vs_keras_best_range"):
+        if row.get(key):
+            low, high = row[key]
+            return f"{row['section']} {row['name']} {low:.2f}x to {high:.2f}x"
+    return ""
+
+
 def format_table(machine, table, mfu):
     """The printed table: one line per row, figures with units."""
     lines = [f"CPU: {machine['cpu']} | {machine['cores']} cores | flags: "
@@ -293,6 +318,10 @@ def format_table(machine, table, mfu):
             mfu_text = f"overhead {100 * row['overhead']:+.1f}%"
         lines.append(f"{row['section']:<10} {row['name']:<40} {ms} {speed} {ratio_text} "
                      f"{mfu_text}")
+    spreads = [_spread(row) for row in table if row["name"] in ("keras_llm", "keras_llm LSTM",
+                                                                "real pipeline")]
+    lines.extend(f"range over the rounds (each ratio within one round): {spread}"
+                 for spread in spreads if spread)
     if mfu:
         lines.append(f"gpt MFU: {100 * mfu['mfu_of_large_matmul_peak']:.1f}% of the large-matmul "
                      f"peak, {100 * mfu['mfu_of_model_shapes_peak']:.1f}% of the model-shape peak")

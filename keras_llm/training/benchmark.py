@@ -3,7 +3,8 @@
 Used by `experiments/benchmark.py` (the side-by-side table) and `experiments/benchmark_train.py`
 (one configuration, one figure). Every contender runs on the same synthetic token ids, warm-up
 (tracing, compilation) excluded; contenders are timed in alternating rounds and compared by
-medians, because machines here are shared and only ratios measured in one run mean something.
+medians and by per-round ratios, because machines here are shared and only ratios measured in
+one run mean something.
 """
 
 import dataclasses
@@ -24,8 +25,8 @@ from keras_llm.training.strategy import make_strategy
 from keras_llm.training.trainer import Trainer
 
 
-def alternate(contenders, steps, repeats):
-    """Median seconds per step of each contender, timed in alternating rounds.
+def alternate_rounds(contenders, steps, repeats):
+    """Seconds per step of each contender in every one of `repeats` alternating rounds.
 
     Args:
         contenders: dict name -> `run(num_steps)`, which trains that many steps and returns once
@@ -34,7 +35,8 @@ def alternate(contenders, steps, repeats):
         repeats: int, rounds; each round times every contender once, in turn.
 
     Returns:
-        dict name -> median seconds per step. Each contender runs two untimed calls first.
+        dict name -> list of `repeats` seconds per step, in round order. Each contender runs two
+        untimed calls first.
     """
     for run in contenders.values():
         # Tracing, compilation, first allocations: two calls, because under MirroredStrategy the
@@ -47,7 +49,35 @@ def alternate(contenders, steps, repeats):
             start = time.perf_counter()
             run(steps)
             seconds[name].append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+    return seconds
+
+
+def alternate(contenders, steps, repeats):
+    """Median seconds per step of each contender over `alternate_rounds` (same arguments)."""
+    rounds = alternate_rounds(contenders, steps, repeats)
+    return {name: statistics.median(values) for name, values in rounds.items()}
+
+
+def paired_speedup(rounds, contender, references):
+    """How many times faster `contender` ran than the fastest of `references`, round by round.
+
+    A shared machine's load drifts between rounds; comparing within each round, where the
+    contenders ran seconds apart, keeps that drift out of the ratio, and the spread over rounds
+    shows how far one figure can be trusted.
+
+    Args:
+        rounds: dict name -> seconds per step per round, as `alternate_rounds` returns.
+        contender: name of the contender whose speed-up is wanted.
+        references: names compared against; in each round the fastest of them counts.
+
+    Returns:
+        dict: "median", "min", "max" of the per-round ratios (reference seconds over contender
+        seconds; above 1 means `contender` is faster), and "rounds", the ratios in round order.
+    """
+    ratios = [min(rounds[name][index] for name in references) / seconds
+              for index, seconds in enumerate(rounds[contender])]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "rounds": ratios}
 
 
 def synthetic_token_ids(batch_size, sequence_length, vocabulary_size, seed=0, batches=16):

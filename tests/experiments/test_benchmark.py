@@ -35,6 +35,44 @@ def test_table_shows_speed_ratio_and_model_flops_utilization():
     assert line.split() == ["gpt", "keras_llm", "40.0", "19,200", "1.25x", "50.0%"]
 
 
+def test_paired_speedup_compares_within_each_round():
+    from keras_llm.training import benchmark as bench
+
+    # Round 1: peers 50 and 40 ms, ours 40 -> 40/40 = 1.0. Round 2 (the machine busier):
+    # 70 and 80, ours 50 -> 70/50 = 1.4. Round 3: 45 and 60, ours 30 -> 45/30 = 1.5.
+    rounds = {"ours": [0.040, 0.050, 0.030], "off": [0.050, 0.070, 0.045],
+              "on": [0.040, 0.080, 0.060]}
+    speedup = bench.paired_speedup(rounds, "ours", ["off", "on"])
+    assert speedup["rounds"] == pytest.approx([1.0, 1.4, 1.5])
+    assert (speedup["median"], speedup["min"], speedup["max"]) == pytest.approx((1.4, 1.0, 1.5))
+    # The ratio of medians would be 50/40 = 1.25: the busy round's peer time and our quiet
+    # round's time are not from the same moment.
+
+
+def test_alternate_rounds_times_every_contender_in_every_round(monkeypatch):
+    from keras_llm.training import benchmark as bench
+
+    calls, clock = [], iter(range(100))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
+    contenders = {name: (lambda steps, name=name: calls.append((name, steps))) for name in "ab"}
+    rounds = bench.alternate_rounds(contenders, steps=4, repeats=3)
+    # Two untimed calls each, then a, b, a, b, a, b; each timed call spans one clock tick.
+    assert calls == [("a", 4)] * 2 + [("b", 4)] * 2 + [("a", 4), ("b", 4)] * 3
+    assert rounds == {"a": [0.25] * 3, "b": [0.25] * 3}
+
+
+def test_table_states_the_per_round_range():
+    table = []
+    benchmark._row(table, "gpt", "keras_llm", 0.040, 768, vs_keras_hub_best=1.1,
+                   vs_keras_hub_best_range=[0.95, 1.2])
+    benchmark._row(table, "pipeline", "real pipeline", 0.041, 768, overhead=0.02,
+                   overhead_range=[-0.005, 0.031])
+    lines = benchmark.format_table(MACHINE, table, None).splitlines()
+    prefix = "range over the rounds (each ratio within one round): "
+    assert lines[5:7] == [prefix + "gpt keras_llm 0.95x to 1.20x",
+                          prefix + "pipeline overhead -0.5% to +3.1%"]
+
+
 @pytest.mark.slow  # About a minute: three models trace and compile.
 def test_benchmark_runs_with_tiny_settings(tmp_path):
     output = tmp_path / "benchmark.json"
