@@ -121,3 +121,26 @@ def test_compare_one_device_refuses_a_single_replica_before_timing():
         "error: --compare_one_device: comparing with one device needs a strategy with several "
         "replicas; --strategy=one_device --num_cpu_devices=1 gives OneDeviceStrategy with 1 (on "
         "a CPU, add e.g. --strategy=mirrored --num_cpu_devices=2).")
+
+
+def test_window_order_benchmark_measures_both_orders(tmp_path):
+    output = tmp_path / "order.json"
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark_window_order", "--num_tokens=3000",
+         "--batches=2", f"--output={output}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    rows = json.loads(output.read_text())["rows"]
+    assert [(row["order"], row["windows"]) for row in rows] == [("buffered", 2936),
+                                                               ("permutation", 2936)]
+    assert all(row["first_batch_seconds"] > 0 and row["ms_per_batch"] > 0 for row in rows)
+    assert process.stdout.count("3,000 ") == 2
+
+
+def test_window_order_benchmark_names_a_bad_size():
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark_window_order", "--num_tokens=10"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 1
+    assert "--num_tokens: expected integers above --sequence_length=64; got '10'." \
+        in process.stderr

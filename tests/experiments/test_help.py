@@ -8,8 +8,8 @@ import pytest
 from tests.experiments.test_flag_checks import _run_without_tensorflow
 
 COMMANDS = ["train_lm", "train_classifier", "sample", "evaluate", "launch_local",
-            "benchmark", "benchmark_train", "benchmark_scaling", "benchmark_generate", "export",
-            "check_export"]
+            "benchmark", "benchmark_train", "benchmark_scaling", "benchmark_generate",
+            "benchmark_window_order", "export", "check_export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
