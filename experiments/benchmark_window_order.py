@@ -1,7 +1,8 @@
 r"""Memory and start-up time of the training window order, by corpus size. Examples:
 
     python -m experiments.benchmark_window_order --num_tokens=1000000,5000000,20000000
-    python -m experiments.benchmark_window_order --num_tokens=2000000 --sequence_length=256 --output=order.json
+    python -m experiments.benchmark_window_order --num_tokens=2000000 --sequence_length=256 \
+        --output=order.json
 
 For every corpus size (synthetic token ids) and both orders that `training_dataset` can draw
 (`Dataset.shuffle` of every window start, or the per-epoch permutation it uses above
@@ -112,9 +113,11 @@ def main(argv):
                 return 1
             row = json.loads(process.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{num_tokens:>12,} {order:<12} {row['max_rss_growth_bytes'] / 2**20:>12,.0f} "
-                  f"MB {row['first_batch_seconds']:>10.2f} s {row['resumed_first_batch_seconds']:>7.2f}"
-                  f" s {row['ms_per_batch']:>9.3f}", flush=True)
+            megabytes = row["max_rss_growth_bytes"] / 2**20
+            print(f"{num_tokens:>12,} {order:<12} {megabytes:>12,.0f} MB "
+                  f"{row['first_batch_seconds']:>10.2f} s "
+                  f"{row['resumed_first_batch_seconds']:>7.2f} s {row['ms_per_batch']:>9.3f}",
+                  flush=True)
     if FLAGS.output:
         from keras_llm.training.atomic_files import write_json
         write_json(FLAGS.output, {"machine": machine, "rows": rows})
