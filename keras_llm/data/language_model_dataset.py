@@ -14,12 +14,14 @@ uninterrupted run. Validation uses non-overlapping windows (stride `sequence_len
 
 How the order is drawn depends on the number of windows (one per training token):
 - Up to `MAX_BUFFERED_WINDOWS`, `Dataset.shuffle` over all window starts. Its buffer keeps
-  every start as a tensor of its own, about 200 bytes each (max RSS: +206 MB at 1 M windows,
-  +955 MB at 5 M), and a resume steps through every skipped start.
+  every start as a tensor of its own, about 200 bytes each, and a resume steps through every
+  skipped start (`experiments.benchmark_window_order`, 2 cores: max RSS +202 MB at 1 M
+  windows, +3.8 GB at 20 M, where a resume half-way into epoch 2 waits 76 s).
 - Beyond, each epoch is a stateless Philox permutation of the starts keyed by `(seed, epoch)`
   (`tf.random.experimental.stateless_shuffle`), held as one int32 tensor: 4 bytes a window
-  plus the shuffle's working copy, so a 100 M-token corpus needs under 1 GB rather than about
-  20 GB. A resume computes its epoch and offset instead of stepping through the skipped starts.
+  plus the shuffle's working copy (+95 MB at 20 M windows), so a 100 M-token corpus needs
+  about 0.5 GB rather than about 19 GB. A resume computes its epoch and offset instead of
+  stepping through the skipped starts (0.8 s at 20 M).
 Both are uniform orders without replacement; they are different orders, so the same seed
 trains on other batches on either side of the threshold. The threshold keeps the main job's
 order (Tiny Shakespeare: 1.0 M windows) and every published figure unchanged.
