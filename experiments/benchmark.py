@@ -12,7 +12,8 @@ the same round, seconds apart), and the table says their range over the rounds:
 - gpt: keras_llm's training step (as trained: --jit_compile auto, --steps_per_execution)
   and the same step as it was before (no XLA, one step per call), against KerasHub's
   `GPT2Backbone` + tied head trained with `fit`, jit_compile off and on ("not installed" without
-  `pip install -e ".[bench]"`). Ratio: our tokens/s over KerasHub's faster setting.
+  `pip install -e ".[bench]"`). Ratio: our speed over KerasHub's faster setting in each round
+  (median over the rounds).
 - lstm: the LSTM language model step against a plain Keras Embedding -> LSTM -> Dense `fit`.
 - MFU: model FLOP/s (6N + 12LdT per token, PaLM appendix B, nanoGPT's `estimate_mfu`) over the
   float32 FLOP/s of a 2048 x 2048 matmul, and over that of the step's own matmul shapes
@@ -119,7 +120,7 @@ def _gpt_rows(config, vocabulary_size, table, log):
         ratio = (bench.paired_speedup(rounds, name, installed)
                  if installed and value else None)
         _row(table, "gpt", name, value, tokens, flops_per_step, peak,
-             **_ratio_fields("vs_keras_hub_best", ratio))
+             seconds_per_step_rounds=rounds.get(name), **_ratio_fields("vs_keras_hub_best", ratio))
     return {"flops_per_step": flops_per_step, "parameters": int(model.count_params()),
             "large_matmul_peak_flops_per_second": peak,
             "model_shapes_peak_flops_per_second": shape_peak,
@@ -145,6 +146,7 @@ def _lstm_rows(config, vocabulary_size, table, log):
     flops_per_step = bench.flops_per_step(config, model.count_params())
     for name, values in rounds.items():
         _row(table, "lstm", name, statistics.median(values), tokens, flops_per_step, peak,
+             seconds_per_step_rounds=values,
              **_ratio_fields("vs_keras_best", bench.paired_speedup(rounds, name, peers)))
 
 
@@ -167,14 +169,17 @@ def _pipeline_rows(config, vocabulary_size, table, log):
     overhead = {key: slowdown[key] - 1 for key in ("median", "min", "max")}
     for name, values in rounds.items():
         _row(table, "pipeline", name, statistics.median(values), tokens,
-             overhead=overhead["median"], overhead_range=[overhead["min"], overhead["max"]])
+             seconds_per_step_rounds=values, overhead=overhead["median"],
+             overhead_range=[overhead["min"], overhead["max"]],
+             overhead_rounds=[ratio - 1 for ratio in slowdown["rounds"]])
 
 
 def _ratio_fields(key, ratio):
-    """A row's ratio (`key`: the median of the per-round ratios) and its per-round range."""
+    """A row's ratio (`key`: the median of the per-round ratios), its range and every round's."""
     if ratio is None:
         return {key: None}
-    return {key: ratio["median"], f"{key}_range": [ratio["min"], ratio["max"]]}
+    return {key: ratio["median"], f"{key}_range": [ratio["min"], ratio["max"]],
+            f"{key}_rounds": ratio["rounds"]}
 
 
 _FIGURE = re.compile(r"tokens/s:\s*([\d,]+)")
@@ -325,8 +330,10 @@ def format_table(machine, table, mfu):
     if mfu:
         lines.append(f"gpt MFU: {100 * mfu['mfu_of_large_matmul_peak']:.1f}% of the large-matmul "
                      f"peak, {100 * mfu['mfu_of_model_shapes_peak']:.1f}% of the model-shape peak")
-    lines.append("ratio: gpt/lstm rows: tokens/s over the peer's faster setting; scaling: over "
-                 "1 device / 1 worker; generation: over KerasHub. New tokens/s for generation.")
+    lines.append("ratio: gpt/lstm rows: the median over the rounds of the row's speed over the "
+                 "fastest peer's in the same round (so not always the quotient of the medians "
+                 "above); scaling: over 1 device / 1 worker (medians); generation: over "
+                 "KerasHub. New tokens/s for generation.")
     return "\n".join(lines)
 
 

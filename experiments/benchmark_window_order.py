@@ -36,6 +36,9 @@ FLAGS = flags.FLAGS
 
 
 def _sizes():
+    if not FLAGS.num_tokens:
+        raise ValueError("--num_tokens: expected one or more corpus sizes in tokens, e.g. "
+                         "--num_tokens=1000000,5000000; got none.")
     sizes = []
     for value in FLAGS.num_tokens:
         if not value.isdigit() or int(value) <= FLAGS.sequence_length:
@@ -86,7 +89,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    sizes, status = check_flags(_sizes, import_tensorflow=FLAGS.measure is not None)
+    sizes, status = check_flags(_sizes)  # Imports TensorFlow quietly, as every command does.
     if status:
         return status
     if FLAGS.measure:
@@ -97,7 +100,7 @@ def main(argv):
     machine = machine_description()
     print(f"CPU: {machine['cpu']} | {machine['cores']} cores | flags: "
           f"{' '.join(machine['flags'])}")
-    print(f"{'tokens':>12} {'order':<12} {'max RSS growth':>15} {'first batch':>12} "
+    print(f"{'tokens':>12} {'order':<12} {'max RSS growth':>16} {'first batch':>12} "
           f"{'resumed':>9} {'ms/batch':>9}")
     rows = []
     for num_tokens in sizes:
@@ -113,8 +116,8 @@ def main(argv):
                 return 1
             row = json.loads(process.stdout.strip().splitlines()[-1])
             rows.append(row)
-            megabytes = row["max_rss_growth_bytes"] / 2**20
-            print(f"{num_tokens:>12,} {order:<12} {megabytes:>12,.0f} MB "
+            mebibytes = row["max_rss_growth_bytes"] / 2**20
+            print(f"{num_tokens:>12,} {order:<12} {mebibytes:>12,.0f} MiB "
                   f"{row['first_batch_seconds']:>10.2f} s "
                   f"{row['resumed_first_batch_seconds']:>7.2f} s {row['ms_per_batch']:>9.3f}",
                   flush=True)

@@ -104,6 +104,8 @@ def _check_train(train, check):
         if window and not train.epochs:
             check(window[1] <= train.train_steps, "profile_steps",
                   f"a window ending by --train_steps={train.train_steps}", train.profile_steps)
+    # `keras.utils.set_random_seed` seeds NumPy, whose seeds are 32-bit.
+    check(0 <= train.seed < 2**32, "seed", "in [0, 2**32 - 1]", train.seed)
     check(train.max_nan_recoveries >= 1, "max_nan_recoveries", ">= 1", train.max_nan_recoveries)
     check(0 < train.nan_learning_rate_factor < 1, "nan_learning_rate_factor", "in (0, 1)",
           train.nan_learning_rate_factor)

@@ -15,12 +15,12 @@ uninterrupted run. Validation uses non-overlapping windows (stride `sequence_len
 How the order is drawn depends on the number of windows (one per training token):
 - Up to `MAX_BUFFERED_WINDOWS`, `Dataset.shuffle` over all window starts. Its buffer keeps
   every start as a tensor of its own, about 200 bytes each, and a resume steps through every
-  skipped start (`experiments.benchmark_window_order`, 2 cores: max RSS +202 MB at 1 M
-  windows, +3.8 GB at 20 M, where a resume half-way into epoch 2 waits 76 s).
+  skipped start (`experiments.benchmark_window_order`, 2 cores: max RSS +202 MiB at 1 M
+  windows, +3.7 GiB at 20 M, where a resume half-way into epoch 2 waits 76 s).
 - Beyond, each epoch is a stateless Philox permutation of the starts keyed by `(seed, epoch)`
   (`tf.random.experimental.stateless_shuffle`), held as one int32 tensor: 4 bytes a window
-  plus the shuffle's working copy (+95 MB at 20 M windows), so a 100 M-token corpus needs
-  about 0.5 GB rather than about 19 GB. A resume computes its epoch and offset instead of
+  plus the shuffle's working copy (+95 MiB at 20 M windows), so a 100 M-token corpus needs
+  about 0.5 GiB rather than about 19 GiB. A resume computes its epoch and offset instead of
   stepping through the skipped starts (0.8 s at 20 M).
 Both are uniform orders without replacement; they are different orders, so the same seed
 trains on other batches on either side of the threshold. The threshold keeps the main job's
@@ -34,7 +34,7 @@ from keras_llm.data.features import PADDING_MASK_KEY, TOKEN_IDS_KEY
 
 
 # Training splits with more windows than this draw their order by permutation (above): 2^22
-# buffered starts is about 0.8 GB of shuffle buffer.
+# buffered starts is about 0.8 GiB of shuffle buffer.
 MAX_BUFFERED_WINDOWS = 2**22
 
 # Batches prefetched: one ready while a step runs on the other (a fixed size: see

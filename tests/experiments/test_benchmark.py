@@ -85,6 +85,11 @@ def test_benchmark_runs_with_tiny_settings(tmp_path):
     figures = json.loads(output.read_text())
     names = [row["name"] for row in figures["rows"]]
     assert names[:2] == ["keras_llm", "keras_llm (no XLA, 1 step/call)"]
+    ours = figures["rows"][0]
+    # One round: its seconds per step, and the median ratio is that round's.
+    assert ours["ms_per_step"] == pytest.approx(1000 * ours["seconds_per_step_rounds"][0])
+    if ours.get("vs_keras_hub_best") is not None:  # KerasHub installed.
+        assert ours["vs_keras_hub_best_rounds"] == [ours["vs_keras_hub_best"]]
     assert figures["machine"]["cores"] >= 1
     assert figures["gpt_mfu"]["large_matmul_peak_flops_per_second"] > 0
     assert 0 < figures["gpt_mfu"]["mfu_of_large_matmul_peak"] < 1.5
@@ -135,12 +140,19 @@ def test_window_order_benchmark_measures_both_orders(tmp_path):
                                                                ("permutation", 2936)]
     assert all(row["first_batch_seconds"] > 0 and row["ms_per_batch"] > 0 for row in rows)
     assert process.stdout.count("3,000 ") == 2
+    assert process.stderr == ""  # TensorFlow's start-up lines are filtered, as in every command.
 
 
-def test_window_order_benchmark_names_a_bad_size():
+@pytest.mark.parametrize("flag, message", [
+    ("--num_tokens=10", "error: --num_tokens: expected integers above --sequence_length=64; "
+                        "got '10'."),
+    ("--num_tokens=", "error: --num_tokens: expected one or more corpus sizes in tokens, e.g. "
+                      "--num_tokens=1000000,5000000; got none."),
+])
+def test_window_order_benchmark_names_a_bad_size(flag, message):
     process = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark_window_order", "--num_tokens=10"],
+        [sys.executable, "-m", "experiments.benchmark_window_order", flag],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert process.returncode == 1
-    assert "--num_tokens: expected integers above --sequence_length=64; got '10'." \
-        in process.stderr
+    assert process.stderr.strip() == message
+    assert process.stdout == ""

@@ -61,6 +61,11 @@ def _run_without_tensorflow(module, *flags):
      "error: Invalid configuration: --jit_compile must be auto or true or false; got 'maybe'."),
     ("experiments.train_lm", ["--steps_per_execution=0"],
      "error: Invalid configuration: --steps_per_execution must be >= 1; got 0."),
+    # NumPy's seeds are 32-bit: this failed after the run directory was written.
+    ("experiments.train_lm", ["--seed=-1"],
+     "error: Invalid configuration: --seed must be in [0, 2**32 - 1]; got -1."),
+    ("experiments.train_classifier", ["--seed=4294967296"],
+     "error: Invalid configuration: --seed must be in [0, 2**32 - 1]; got 4294967296."),
     ("experiments.sample", ["--model_dir=/nonexistent/run"],
      "error: /nonexistent/run/config.json not found: is --model_dir=/nonexistent/run a "
      "training run?"),
