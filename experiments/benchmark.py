@@ -18,8 +18,8 @@ the same round, seconds apart), and the table says their range over the rounds:
 - MFU: model FLOP/s (6N + 12LdT per token, PaLM appendix B, nanoGPT's `estimate_mfu`) over the
   float32 FLOP/s of a 2048 x 2048 matmul, and over that of the step's own matmul shapes
   (forward and backward products, `gpt_matmul_shapes`), both timed in the same alternating
-  rounds as the steps (a shared machine's peak moves with its
-  load); each sweep row against its own.
+  rounds as the steps and compared round by round (a shared machine's peak moves with its
+  load), median over the rounds; each sweep row against its own.
 - pipeline: the real input pipeline (window, shuffle, batch, distribute over token ids) against
   batches built beforehand in memory.
 - scaling: 2 logical CPU devices (MirroredStrategy) vs 1 device, both built in one fresh
@@ -75,14 +75,14 @@ def _settings():
     return gpt, lstm
 
 
-def _row(table, section, name, seconds, tokens, flops_per_step=None, peak=None, **extra):
+def _row(table, section, name, seconds, tokens, **extra):
+    """Appends a row: `seconds` per step (None: not installed) of `tokens` each, and `extra`
+    figures (e.g. `mfu`, ratios)."""
     row = {"section": section, "name": name}
     if seconds is None:
         row["status"] = NOT_INSTALLED
     else:
         row.update(ms_per_step=1000 * seconds, tokens_per_second=tokens / seconds)
-        if flops_per_step and peak:
-            row["mfu"] = flops_per_step / seconds / peak
     row.update(extra)
     table.append(row)
     return row
@@ -119,13 +119,26 @@ def _gpt_rows(config, vocabulary_size, table, log):
         value = seconds.get(name)
         ratio = (bench.paired_speedup(rounds, name, installed)
                  if installed and value else None)
-        _row(table, "gpt", name, value, tokens, flops_per_step, peak,
+        mfu = (_paired_mfu(rounds, name, "large matmul", flops_per_step, square_flops)
+               if value else None)
+        _row(table, "gpt", name, value, tokens, mfu=mfu,
              seconds_per_step_rounds=rounds.get(name), **_ratio_fields("vs_keras_hub_best", ratio))
     return {"flops_per_step": flops_per_step, "parameters": int(model.count_params()),
             "large_matmul_peak_flops_per_second": peak,
             "model_shapes_peak_flops_per_second": shape_peak,
-            "mfu_of_large_matmul_peak": flops_per_step / seconds["keras_llm"] / peak,
-            "mfu_of_model_shapes_peak": flops_per_step / seconds["keras_llm"] / shape_peak}
+            "mfu_of_large_matmul_peak": _paired_mfu(rounds, "keras_llm", "large matmul",
+                                                    flops_per_step, square_flops),
+            "mfu_of_model_shapes_peak": _paired_mfu(rounds, "keras_llm", "model's matmul shapes",
+                                                    flops_per_step, shape_flops)}
+
+
+def _paired_mfu(rounds, name, matmul, flops_per_step, matmul_flops):
+    """Model FLOPs utilization of contender `name`: its model FLOP/s over the FLOP/s of the
+    `matmul` contender (`matmul_flops` per call) in the same round, median over the rounds."""
+    from keras_llm.training.benchmark import paired_speedup
+
+    speedup = paired_speedup(rounds, name, [matmul])  # Matmul seconds over step seconds.
+    return flops_per_step / matmul_flops * speedup["median"]
 
 
 def _lstm_rows(config, vocabulary_size, table, log):
@@ -141,12 +154,13 @@ def _lstm_rows(config, vocabulary_size, table, log):
     contenders["large matmul"] = square
     log(f"lstm: timing {len(contenders)} contenders ...")
     rounds = bench.alternate_rounds(contenders, FLAGS.steps, FLAGS.repeats)
-    peak = square_flops / statistics.median(rounds.pop("large matmul"))
-    peers = [name for name in rounds if name != "keras_llm LSTM"]
+    steps = [name for name in rounds if name != "large matmul"]
+    peers = [name for name in steps if name != "keras_llm LSTM"]
     flops_per_step = bench.flops_per_step(config, model.count_params())
-    for name, values in rounds.items():
-        _row(table, "lstm", name, statistics.median(values), tokens, flops_per_step, peak,
-             seconds_per_step_rounds=values,
+    for name in steps:
+        _row(table, "lstm", name, statistics.median(rounds[name]), tokens,
+             mfu=_paired_mfu(rounds, name, "large matmul", flops_per_step, square_flops),
+             seconds_per_step_rounds=rounds[name],
              **_ratio_fields("vs_keras_best", bench.paired_speedup(rounds, name, peers)))
 
 
@@ -270,16 +284,17 @@ def _sweep_rows(config, vocabulary_size, table, log):
         square, square_flops = bench.square_matmul_runner()
         shapes, shape_flops = bench.matmul_runner(bench.gpt_matmul_shapes(
             sized.model, vocabulary_size, sized.train.batch_size))
-        seconds = bench.alternate({"keras_llm": ours, "large matmul": square,
-                                   "model's matmul shapes": shapes}, steps, repeats)
-        peak = square_flops / seconds["large matmul"]
+        rounds = bench.alternate_rounds({"keras_llm": ours, "large matmul": square,
+                                         "model's matmul shapes": shapes}, steps, repeats)
+        peak = square_flops / statistics.median(rounds["large matmul"])
         tokens = sized.train.batch_size * sequence_length
         flops_per_step = bench.flops_per_step(sized, model.count_params())
         _row(table, "sweep", f"d={hidden_dim} T={sequence_length} L={num_layers}",
-             seconds["keras_llm"], tokens, flops_per_step, peak,
+             statistics.median(rounds["keras_llm"]), tokens,
+             mfu=_paired_mfu(rounds, "keras_llm", "large matmul", flops_per_step, square_flops),
              parameters=int(model.count_params()), peak_flops_per_second=peak,
-             mfu_of_model_shapes_peak=(flops_per_step / seconds["keras_llm"]
-                                       / (shape_flops / seconds["model's matmul shapes"])))
+             mfu_of_model_shapes_peak=_paired_mfu(rounds, "keras_llm", "model's matmul shapes",
+                                                  flops_per_step, shape_flops))
 
 
 def _spread(row):

@@ -29,8 +29,8 @@ def test_keras_hub_rows_say_not_installed_without_keras_hub(monkeypatch):
 
 def test_table_shows_speed_ratio_and_model_flops_utilization():
     table = []
-    # 768 tokens in 40 ms = 19,200 tokens/s; 4 GFLOP in 40 ms = 100 GFLOP/s of a 200 peak.
-    benchmark._row(table, "gpt", "keras_llm", 0.040, 768, 4e9, 200e9, vs_keras_hub_best=1.25)
+    # 768 tokens in 40 ms = 19,200 tokens/s.
+    benchmark._row(table, "gpt", "keras_llm", 0.040, 768, mfu=0.5, vs_keras_hub_best=1.25)
     line = benchmark.format_table(MACHINE, table, None).splitlines()[3]
     assert line.split() == ["gpt", "keras_llm", "40.0", "19,200", "1.25x", "50.0%"]
 
@@ -47,6 +47,16 @@ def test_paired_speedup_compares_within_each_round():
     assert (speedup["median"], speedup["min"], speedup["max"]) == pytest.approx((1.4, 1.0, 1.5))
     # The ratio of medians would be 50/40 = 1.25: the busy round's peer time and our quiet
     # round's time are not from the same moment.
+
+
+def test_model_flops_utilization_compares_each_round_with_its_own_matmul_peak():
+    # 4 GFLOP per step; the large matmul does 2 GFLOP per call, so a round's MFU is
+    # (4 / step) / (2 / matmul) = 2 * matmul / step. Round 1: 2 * 10 / 40 = 0.5. Round 2, the
+    # machine twice as busy for both: 2 * 20 / 80 = 0.5. Round 3, the matmul alone slowed:
+    # 2 * 20 / 40 = 1.0. Median 0.5; the quotient of the medians (40 and 20 ms) would say 1.0.
+    rounds = {"keras_llm": [0.040, 0.080, 0.040], "large matmul": [0.010, 0.020, 0.020]}
+    assert benchmark._paired_mfu(rounds, "keras_llm", "large matmul", 4e9, 2e9) == \
+        pytest.approx(0.5)
 
 
 def test_alternate_rounds_times_every_contender_in_every_round(monkeypatch):
