@@ -154,10 +154,10 @@ def _lstm_rows(config, vocabulary_size, table, log):
     contenders["large matmul"] = square
     log(f"lstm: timing {len(contenders)} contenders ...")
     rounds = bench.alternate_rounds(contenders, FLAGS.steps, FLAGS.repeats)
-    steps = [name for name in rounds if name != "large matmul"]
-    peers = [name for name in steps if name != "keras_llm LSTM"]
+    trained = [name for name in rounds if name != "large matmul"]
+    peers = [name for name in trained if name != "keras_llm LSTM"]
     flops_per_step = bench.flops_per_step(config, model.count_params())
-    for name in steps:
+    for name in trained:
         _row(table, "lstm", name, statistics.median(rounds[name]), tokens,
              mfu=_paired_mfu(rounds, name, "large matmul", flops_per_step, square_flops),
              seconds_per_step_rounds=rounds[name],
