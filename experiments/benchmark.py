@@ -192,59 +192,77 @@ def _ratio_fields(key, ratio):
     """A row's ratio (`key`: the median of the per-round ratios), its range and every round's."""
     if ratio is None:
         return {key: None}
-    return {key: ratio["median"], f"{key}_range": [ratio["min"], ratio["max"]],
-            f"{key}_rounds": ratio["rounds"]}
+    fields = {key: ratio["median"], f"{key}_range": [ratio["min"], ratio["max"]]}
+    if "rounds" in ratio:  # Not from another process's printed line.
+        fields[f"{key}_rounds"] = ratio["rounds"]
+    return fields
 
 
 _FIGURE = re.compile(r"tokens/s:\s*([\d,]+)")
+_RATIO = re.compile(r"over 1 device\): ([\d.]+)x \(per round ([\d.]+)x to ([\d.]+)x\)")
 
 
-def _process_tokens_per_second(command, log):
-    """The `tokens/s:` figures `command` prints (a list), or None if it failed."""
+def _process_output(command, log):
+    """`command`'s standard output, or None (logged) if it failed or printed no tokens/s."""
     process = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    figures = _FIGURE.findall(process.stdout)
-    if process.returncode != 0 or not figures:
+    if process.returncode != 0 or not _FIGURE.search(process.stdout):
         log(f"{' '.join(command)} failed ({process.returncode}): {process.stderr[-500:]}")
         return None
-    return [float(figure.replace(",", "")) for figure in figures]
+    return process.stdout
+
+
+def _tokens_per_second(output):
+    """The `tokens/s:` figures in a command's `output`, in order."""
+    return [float(figure.replace(",", "")) for figure in _FIGURE.findall(output)]
 
 
 def _scaling_rows(config, table, log):
     """Mirrored on 2 logical devices against 1 device, timed alternating in one fresh process
     (`benchmark_train --compare_one_device`); 2 local workers against 1, fresh processes run
-    in alternating rounds (a worker set cannot share a process), medians."""
+    in alternating rounds (a worker set cannot share a process). Rows: medians; ratios: the
+    median of the per-round ratios."""
     benchmark = [sys.executable, "-m", "experiments.benchmark_train", f"--preset={FLAGS.preset}"]
     launch = [sys.executable, "-m", "experiments.launch_local", "--threads_per_worker=1",
               "--timeout_seconds=900"]
     tokens = config.train.batch_size * config.model.sequence_length
-    figures = {}
+    seconds, ratios = {}, {}
     log("scaling: 2 logical devices (mirrored) against 1 device, alternating in one process ...")
     steps = max(2, FLAGS.scaling_steps // FLAGS.repeats)
-    both = _process_tokens_per_second(
+    output = _process_output(
         benchmark + ["--strategy=mirrored", "--num_cpu_devices=2", "--compare_one_device",
                      f"--steps={steps}", f"--repeats={FLAGS.repeats}"], log)
-    figures["2 logical devices (mirrored)"], figures["1 device"] = both or (None, None)
+    mirrored, one = _tokens_per_second(output) if output else (None, None)
+    seconds["2 logical devices (mirrored)"] = tokens / mirrored if mirrored else None
+    seconds["1 device"] = tokens / one if one else None
+    ratio = _RATIO.search(output) if output else None
+    if ratio:
+        ratios["2 logical devices (mirrored)"] = dict(
+            zip(("median", "min", "max"), (float(value) for value in ratio.groups())))
     rounds = {"1 worker": [], "2 workers": []}
     for round_index in range(FLAGS.scaling_rounds):
+        timed = {}
         for name, workers in (("1 worker", 1), ("2 workers", 2)):
             log(f"scaling: {name}, round {round_index + 1} of {FLAGS.scaling_rounds} ...")
-            figure = _process_tokens_per_second(
+            output = _process_output(
                 launch + [f"--num_workers={workers}", "--"] + benchmark
                 + ["--strategy=multi_worker", f"--steps={FLAGS.scaling_steps}"], log)
-            if figure:
-                rounds[name].append(figure[0])  # launch_local: the chief's line comes first.
+            if output:  # launch_local: the chief's line comes first.
+                timed[name] = tokens / _tokens_per_second(output)[0]
+        if len(timed) == 2:  # A round counts only with both of its runs.
+            for name, value in timed.items():
+                rounds[name].append(value)
     for name, values in rounds.items():
-        figures[name] = statistics.median(values) if values else None
+        seconds[name] = statistics.median(values) if values else None
+    if rounds["1 worker"]:
+        from keras_llm.training.benchmark import paired_speedup
+
+        ratios["2 workers"] = paired_speedup(rounds, "2 workers", ["1 worker"])
     for name, reference in (("2 logical devices (mirrored)", "1 device"),
                             ("2 workers", "1 worker")):
         for row_name in (reference, name):
-            value = figures[row_name]
-            seconds = tokens / value if value else None
-            ratio = (figures[name] / figures[reference]
-                     if figures[name] and figures[reference] else None)
-            row = _row(table, "scaling", row_name, seconds, tokens,
-                       vs_one=ratio if row_name == name else None)
-            if value is None:
+            extra = _ratio_fields("vs_one", ratios.get(name)) if row_name == name else {}
+            row = _row(table, "scaling", row_name, seconds[row_name], tokens, **extra)
+            if seconds[row_name] is None:
                 row["status"] = "failed"
 
 
@@ -302,7 +320,7 @@ def _spread(row):
     if row.get("overhead_range"):
         low, high = row["overhead_range"]
         return f"{row['section']} overhead {100 * low:+.1f}% to {100 * high:+.1f}%"
-    for key in ("vs_keras_hub_best_range", "vs_keras_best_range"):
+    for key in ("vs_keras_hub_best_range", "vs_keras_best_range", "vs_one_range"):
         if row.get(key):
             low, high = row[key]
             return f"{row['section']} {row['name']} {low:.2f}x to {high:.2f}x"
@@ -338,8 +356,9 @@ def format_table(machine, table, mfu):
             mfu_text = f"overhead {100 * row['overhead']:+.1f}%"
         lines.append(f"{row['section']:<10} {row['name']:<40} {ms} {speed} {ratio_text} "
                      f"{mfu_text}")
-    spreads = [_spread(row) for row in table if row["name"] in ("keras_llm", "keras_llm LSTM",
-                                                                "real pipeline")]
+    spreads = [_spread(row) for row in table if row["name"] in (
+        "keras_llm", "keras_llm LSTM", "real pipeline", "2 logical devices (mirrored)",
+        "2 workers")]
     lines.extend(f"range over the rounds (each ratio within one round): {spread}"
                  for spread in spreads if spread)
     if mfu:
@@ -347,7 +366,7 @@ def format_table(machine, table, mfu):
                      f"peak, {100 * mfu['mfu_of_model_shapes_peak']:.1f}% of the model-shape peak")
     lines.append("ratio: gpt/lstm rows: the median over the rounds of the row's speed over the "
                  "fastest peer's in the same round (so not always the quotient of the medians "
-                 "above); scaling: over 1 device / 1 worker (medians); generation: over "
+                 "above); scaling: over 1 device / 1 worker, the same way; generation: over "
                  "KerasHub. New tokens/s for generation.")
     return "\n".join(lines)
 

@@ -79,13 +79,14 @@ def _compare_one_device(config):
     print(f"preset {config.preset} ({config.model.architecture}, {figures['parameters']:,} "
           f"parameters), global batch {config.train.batch_size} x "
           f"{config.model.sequence_length} tokens, {FLAGS.repeats} alternating rounds of "
-          f"{FLAGS.steps} steps after 2 untimed calls (medians)")
+          f"{FLAGS.steps} steps after 2 untimed calls (medians; the ratio within each round)")
     for name, label in (("strategy", f"{figures['num_replicas']} replicas"),
                         ("one_device", "1 device")):
         print(f"{label}: ms/step {1000 * figures[name]:.2f}, tokens/s: "
               f"{tokens / figures[name]:,.0f}")
+    speedup = figures["speedup"]
     print(f"ratio (tokens/s of {figures['num_replicas']} replicas over 1 device): "
-          f"{figures['one_device'] / figures['strategy']:.2f}x")
+          f"{speedup['median']:.2f}x (per round {speedup['min']:.2f}x to {speedup['max']:.2f}x)")
     return 0
 
 

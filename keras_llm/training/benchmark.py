@@ -299,7 +299,7 @@ def compare_with_one_device(config, vocabulary_size, steps, repeats):
     Separate processes timed one after the other measure the machine's load as much as the
     step (on a shared 2-core machine the ratio of two such runs moved from 0.26x to 0.9x); here
     both steps are built in one process (the CPU split into logical devices as `config` asks)
-    and timed in alternating rounds (`alternate`), so both see the same load.
+    and timed in alternating rounds (`alternate_rounds`), so both see the same load.
 
     Args:
         config: a `LanguageModelConfig` whose strategy has several replicas (e.g. "mirrored"
@@ -308,7 +308,9 @@ def compare_with_one_device(config, vocabulary_size, steps, repeats):
         steps, repeats: as `alternate`'s.
 
     Returns:
-        dict: "strategy" and "one_device", median seconds per step; "num_replicas"; "parameters".
+        dict: "strategy" and "one_device", median seconds per step; "speedup", the strategy's
+        speed over one device's round by round (`paired_speedup`); "num_replicas";
+        "parameters".
 
     Raises:
         ValueError: `config`'s strategy has a single replica (checked before any model is built).
@@ -326,9 +328,12 @@ def compare_with_one_device(config, vocabulary_size, steps, repeats):
     first_device = strategy.extended.worker_devices[0]
     single, _, _ = keras_llm_step(config, vocabulary_size, seed=train.seed,
                                   strategy=tf.distribute.OneDeviceStrategy(first_device))
-    seconds = alternate({"strategy": run, "one_device": single}, steps, repeats)
-    return dict(seconds, num_replicas=strategy.num_replicas_in_sync,
-                parameters=int(model.count_params()))
+    rounds = alternate_rounds({"strategy": run, "one_device": single}, steps, repeats)
+    return {"strategy": statistics.median(rounds["strategy"]),
+            "one_device": statistics.median(rounds["one_device"]),
+            "speedup": paired_speedup(rounds, "strategy", ["one_device"]),
+            "num_replicas": strategy.num_replicas_in_sync,
+            "parameters": int(model.count_params())}
 
 
 def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):

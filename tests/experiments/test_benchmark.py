@@ -1,6 +1,7 @@
 """`experiments.benchmark`: the table's rows, "not installed" without keras-hub, a tiny run."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -119,10 +120,15 @@ def test_compare_one_device_times_both_steps_in_one_process():
     assert lines[1].startswith("2 replicas: ms/step ") and lines[2].startswith("1 device: ")
     replicated, single = (float(line.rsplit("tokens/s: ", 1)[1].replace(",", ""))
                           for line in lines[1:3])
-    prefix = "ratio (tokens/s of 2 replicas over 1 device): "
-    assert lines[3].startswith(prefix) and lines[3].endswith("x")
-    # The printed tokens/s are rounded to whole tokens, the ratio to 0.01.
-    assert float(lines[3][len(prefix):-1]) == pytest.approx(replicated / single, abs=0.011)
+    ratio = re.fullmatch(r"ratio \(tokens/s of 2 replicas over 1 device\): ([\d.]+)x "
+                         r"\(per round ([\d.]+)x to ([\d.]+)x\)", lines[3])
+    assert ratio, lines[3]
+    # One round: its ratio is the median, the least and the most. The printed tokens/s are
+    # rounded to whole tokens, the ratio to 0.01.
+    assert len(set(ratio.groups())) == 1
+    assert float(ratio[1]) == pytest.approx(replicated / single, abs=0.011)
+    # The line `experiments.benchmark`'s scaling row reads its ratio from.
+    assert benchmark._RATIO.search(lines[3]).groups() == ratio.groups()
 
 
 def test_compare_one_device_refuses_a_single_replica_before_timing():
