@@ -25,7 +25,8 @@ the same round, seconds apart), and the table says their range over the rounds:
 - scaling: 2 logical CPU devices (MirroredStrategy) vs 1 device, both built in one fresh
   `experiments.benchmark_train --compare_one_device` process and timed in alternating rounds;
   2 local workers (MultiWorkerMirroredStrategy) vs 1, fresh processes in --scaling_rounds
-  alternating rounds (medians). All at the same global batch.
+  alternating rounds (medians). All at the same global batch; the ratios are medians of
+  per-round ratios, as above.
 - generation: cached greedy decoding, new tokens/s, against KerasHub's `GPT2CausalLM.generate`.
 - --sweep: our step at larger widths, contexts and depths, with MFU.
 """
@@ -126,6 +127,8 @@ def _gpt_rows(config, vocabulary_size, table, log):
     return {"flops_per_step": flops_per_step, "parameters": int(model.count_params()),
             "large_matmul_peak_flops_per_second": peak,
             "model_shapes_peak_flops_per_second": shape_peak,
+            "large_matmul_seconds_rounds": rounds["large matmul"],
+            "model_shapes_seconds_rounds": rounds["model's matmul shapes"],
             "mfu_of_large_matmul_peak": _paired_mfu(rounds, "keras_llm", "large matmul",
                                                     flops_per_step, square_flops),
             "mfu_of_model_shapes_peak": _paired_mfu(rounds, "keras_llm", "model's matmul shapes",
@@ -228,17 +231,25 @@ def _scaling_rows(config, table, log):
     seconds, ratios = {}, {}
     log("scaling: 2 logical devices (mirrored) against 1 device, alternating in one process ...")
     steps = max(2, FLAGS.scaling_steps // FLAGS.repeats)
-    output = _process_output(
-        benchmark + ["--strategy=mirrored", "--num_cpu_devices=2", "--compare_one_device",
-                     f"--steps={steps}", f"--repeats={FLAGS.repeats}"], log)
-    mirrored, one = _tokens_per_second(output) if output else (None, None)
+    command = benchmark + ["--strategy=mirrored", "--num_cpu_devices=2", "--compare_one_device",
+                           f"--steps={steps}", f"--repeats={FLAGS.repeats}"]
+    output = _process_output(command, log)
+    figures = _tokens_per_second(output) if output else []
+    if output and len(figures) != 2:
+        log(f"{' '.join(command)}: expected 2 tokens/s figures (2 replicas, 1 device); got "
+            f"{len(figures)}: {output[-500:]}")
+        figures = []
+    mirrored, one = figures or (None, None)
     seconds["2 logical devices (mirrored)"] = tokens / mirrored if mirrored else None
     seconds["1 device"] = tokens / one if one else None
-    ratio = _RATIO.search(output) if output else None
+    ratio = _RATIO.search(output) if figures else None
     if ratio:
         ratios["2 logical devices (mirrored)"] = dict(
             zip(("median", "min", "max"), (float(value) for value in ratio.groups())))
-    rounds = {"1 worker": [], "2 workers": []}
+    elif figures:
+        log(f"{' '.join(command)}: no per-round ratio line; the mirrored row has no ratio.")
+    runs = {"1 worker": [], "2 workers": []}  # Seconds per step of every run that worked.
+    paired = {"1 worker": [], "2 workers": []}  # Only rounds in which both runs worked.
     for round_index in range(FLAGS.scaling_rounds):
         timed = {}
         for name, workers in (("1 worker", 1), ("2 workers", 2)):
@@ -248,19 +259,25 @@ def _scaling_rows(config, table, log):
                 + ["--strategy=multi_worker", f"--steps={FLAGS.scaling_steps}"], log)
             if output:  # launch_local: the chief's line comes first.
                 timed[name] = tokens / _tokens_per_second(output)[0]
-        if len(timed) == 2:  # A round counts only with both of its runs.
+                runs[name].append(timed[name])
+        if len(timed) == 2:
             for name, value in timed.items():
-                rounds[name].append(value)
-    for name, values in rounds.items():
+                paired[name].append(value)
+        elif timed:
+            log(f"scaling: round {round_index + 1} left out of the workers' ratio (one of its "
+                "runs failed).")
+    for name, values in runs.items():
         seconds[name] = statistics.median(values) if values else None
-    if rounds["1 worker"]:
+    if paired["1 worker"]:
         from keras_llm.training.benchmark import paired_speedup
 
-        ratios["2 workers"] = paired_speedup(rounds, "2 workers", ["1 worker"])
+        ratios["2 workers"] = paired_speedup(paired, "2 workers", ["1 worker"])
     for name, reference in (("2 logical devices (mirrored)", "1 device"),
                             ("2 workers", "1 worker")):
         for row_name in (reference, name):
             extra = _ratio_fields("vs_one", ratios.get(name)) if row_name == name else {}
+            if row_name in runs:
+                extra["seconds_per_step_runs"] = runs[row_name]
             row = _row(table, "scaling", row_name, seconds[row_name], tokens, **extra)
             if seconds[row_name] is None:
                 row["status"] = "failed"
@@ -311,6 +328,9 @@ def _sweep_rows(config, vocabulary_size, table, log):
              statistics.median(rounds["keras_llm"]), tokens,
              mfu=_paired_mfu(rounds, "keras_llm", "large matmul", flops_per_step, square_flops),
              parameters=int(model.count_params()), peak_flops_per_second=peak,
+             seconds_per_step_rounds=rounds["keras_llm"],
+             large_matmul_seconds_rounds=rounds["large matmul"],
+             model_shapes_seconds_rounds=rounds["model's matmul shapes"],
              mfu_of_model_shapes_peak=_paired_mfu(rounds, "keras_llm", "model's matmul shapes",
                                                   flops_per_step, shape_flops))
 
@@ -333,11 +353,13 @@ def format_table(machine, table, mfu):
              f"{' '.join(machine['flags'])} | TensorFlow {machine['tensorflow']}"]
     if mfu:
         lines.append(
-            f"float32 matmul peak: {mfu['large_matmul_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
+            f"float32 matmul peak (medians): "
+            f"{mfu['large_matmul_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
             f"(large squares), {mfu['model_shapes_peak_flops_per_second'] / 1e9:.0f} GFLOP/s "
             f"(the GPT step's own matmul shapes, forward and backward); "
             f"model {mfu['flops_per_step'] / 1e9:.2f} GFLOP/step")
-    lines.append("MFU: model FLOP/s over the large-matmul FLOP/s timed in the same rounds")
+    lines.append("MFU: each round's model FLOP/s over the large-matmul FLOP/s of the same round, "
+                 "median over the rounds")
     lines.append(f"{'section':<10} {'contender':<40} {'ms/step':>8} {'tokens/s':>10} "
                  f"{'ratio':>7} {'MFU':>6}")
     for row in table:

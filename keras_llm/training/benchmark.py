@@ -52,12 +52,6 @@ def alternate_rounds(contenders, steps, repeats):
     return seconds
 
 
-def alternate(contenders, steps, repeats):
-    """Median seconds per step of each contender over `alternate_rounds` (same arguments)."""
-    rounds = alternate_rounds(contenders, steps, repeats)
-    return {name: statistics.median(values) for name, values in rounds.items()}
-
-
 def paired_speedup(rounds, contender, references):
     """How many times faster `contender` ran than the fastest of `references`, round by round.
 
@@ -252,7 +246,7 @@ def matmul_runner(shapes):
     `gpt_matmul_shapes` gives: `count` independent matmuls of each, in one compiled call) once
     per step, and the FLOPs of one step.
 
-    Timed among the contenders of `alternate`, it gives the matmul FLOP/s of the same moments as
+    Timed among the contenders of `alternate_rounds`, it gives the matmul FLOP/s of the same moments as
     the model's figures: on a shared machine a peak measured at another time is not comparable.
     """
     pairs, step_flops = [], 0.0
@@ -305,7 +299,7 @@ def compare_with_one_device(config, vocabulary_size, steps, repeats):
         config: a `LanguageModelConfig` whose strategy has several replicas (e.g. "mirrored"
             with `num_cpu_devices=2`).
         vocabulary_size: int.
-        steps, repeats: as `alternate`'s.
+        steps, repeats: as `alternate_rounds`'s.
 
     Returns:
         dict: "strategy" and "one_device", median seconds per step; "speedup", the strategy's
@@ -346,7 +340,7 @@ def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):
     """
     run, model, strategy = keras_llm_step(config, vocabulary_size, seed=config.train.seed)
     run(warmup_steps)
-    run(warmup_steps)  # Under MirroredStrategy the second call still compiles (see `alternate`).
+    run(warmup_steps)  # Under MirroredStrategy the second call still compiles (see `alternate_rounds`).
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     run(steps)

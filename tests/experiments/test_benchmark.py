@@ -172,3 +172,53 @@ def test_window_order_benchmark_names_a_bad_size(flag, message):
     assert process.returncode == 1
     assert process.stderr.strip() == message
     assert process.stdout == ""
+
+
+_MIRRORED = ("2 replicas: ms/step 40.00, tokens/s: 19,200\n1 device: ms/step 38.40, tokens/s: "
+             "20,000\nratio (tokens/s of 2 replicas over 1 device): 0.96x (per round 0.92x to "
+             "1.00x)\n")
+
+
+def _scaling_table(monkeypatch, outputs):
+    """`_scaling_rows` with each `benchmark_train` / `launch_local` process replaced, in call
+    order (mirrored, then 1 and 2 workers per round), by `(returncode, stdout)`; the rows and
+    the log."""
+    import types
+
+    from keras_llm import config_validation, presets
+
+    benchmark.FLAGS(["benchmark", "--scaling_rounds=2"])
+    config = config_validation.validate(presets.language_model_config("shakespeare_char"))
+    results = iter(outputs)
+    monkeypatch.setattr(benchmark.subprocess, "run", lambda command, **_: types.SimpleNamespace(
+        returncode=(result := next(results))[0], stdout=result[1], stderr="boom"))
+    table, log = [], []
+    benchmark._scaling_rows(config, table, log.append)
+    return {row["name"]: row for row in table}, log
+
+
+def _worker(tokens_per_second):
+    return 0, f"ms/step:  1.0\ntokens/s: {tokens_per_second:,}\n"
+
+
+def test_scaling_ratios_pair_the_runs_of_each_round(monkeypatch):
+    rows, _ = _scaling_table(monkeypatch, [(0, _MIRRORED), _worker(10_000), _worker(13_000),
+                                           _worker(12_000), _worker(15_000)])
+    # 768 tokens a step: 1 worker at 10,000 and 12,000 tokens/s is 76.8 and 64 ms, median 70.4.
+    assert rows["1 worker"]["ms_per_step"] == pytest.approx((76.8 + 64.0) / 2)
+    # Per round 13,000 / 10,000 = 1.3 and 15,000 / 12,000 = 1.25: median 1.275.
+    assert rows["2 workers"]["vs_one"] == pytest.approx(1.275)
+    assert rows["2 workers"]["vs_one_range"] == pytest.approx([1.25, 1.3])
+    assert rows["2 logical devices (mirrored)"]["vs_one"] == 0.96
+    assert rows["2 logical devices (mirrored)"]["vs_one_range"] == [0.92, 1.0]
+
+
+def test_a_failed_scaling_run_fails_only_its_own_row(monkeypatch):
+    # benchmark_train prints one figure; every 2-worker run fails.
+    rows, log = _scaling_table(monkeypatch, [(0, "tokens/s: 20,000\n"), _worker(10_000), (1, ""),
+                                             _worker(12_000), (1, "")])
+    assert rows["1 device"]["status"] == rows["2 logical devices (mirrored)"]["status"] == "failed"
+    assert rows["2 workers"]["status"] == "failed" and rows["2 workers"]["vs_one"] is None
+    assert rows["1 worker"]["tokens_per_second"] == pytest.approx(768 / ((0.0768 + 0.064) / 2))
+    assert "expected 2 tokens/s figures (2 replicas, 1 device); got 1" in log[1]
+    assert sum("left out of the workers' ratio" in line for line in log) == 2
