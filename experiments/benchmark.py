@@ -349,8 +349,9 @@ def _spread(row):
 
 def format_table(machine, table, mfu):
     """The printed table: one line per row, figures with units."""
-    lines = [f"CPU: {machine['cpu']} | {machine['cores']} cores | flags: "
-             f"{' '.join(machine['flags'])} | TensorFlow {machine['tensorflow']}"]
+    from keras_llm.generation.benchmark import machine_line
+
+    lines = [machine_line(machine)]
     if mfu:
         lines.append(
             f"float32 matmul peak (medians): "
@@ -401,8 +402,6 @@ def main(argv):
     if status:
         return status
     gpt, lstm = configs
-    import tensorflow as tf
-
     import keras_llm.training.benchmark as bench
     from keras_llm.generation.benchmark import machine_description
     from keras_llm.training.precision import apply_runtime_settings
@@ -418,7 +417,7 @@ def main(argv):
         gpt = bench.with_train(gpt, steps_per_execution=FLAGS.steps_per_execution)
         lstm = bench.with_train(lstm, steps_per_execution=FLAGS.steps_per_execution)
     vocabulary_size = FLAGS.benchmark_vocabulary_size
-    machine = dict(machine_description(), tensorflow=tf.__version__)
+    machine = machine_description()
     table, mfu = [], None
     if "gpt" not in FLAGS.skip:
         mfu = _gpt_rows(gpt, vocabulary_size, table, log)

@@ -95,11 +95,10 @@ def main(argv):
     if FLAGS.measure:
         print(json.dumps(_measure(sizes[0], FLAGS.measure)))
         return 0
-    from keras_llm.generation.benchmark import machine_description
+    from keras_llm.generation.benchmark import machine_description, machine_line
 
     machine = machine_description()
-    print(f"CPU: {machine['cpu']} | {machine['cores']} cores | flags: "
-          f"{' '.join(machine['flags'])}")
+    print(machine_line(machine))
     print(f"{'tokens':>12} {'order':<12} {'max RSS growth':>16} {'first batch':>12} "
           f"{'resumed':>9} {'ms/batch':>9}")
     rows = []

@@ -18,7 +18,8 @@ from keras_llm.generation.decoding import generate
 
 
 def machine_description():
-    """CPU model, core count and instruction-set flags (Linux's /proc/cpuinfo), for the report."""
+    """CPU model, core count and instruction-set flags (Linux's /proc/cpuinfo) and TensorFlow's
+    version, for the report."""
     model, flags = platform.processor() or platform.machine(), []
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
@@ -33,7 +34,13 @@ def machine_description():
         pass
     wanted = ("avx", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma", "avx512_vnni")
     return {"cpu": model, "cores": os.cpu_count(),
-            "flags": [flag for flag in wanted if flag in flags]}
+            "flags": [flag for flag in wanted if flag in flags], "tensorflow": tf.__version__}
+
+
+def machine_line(machine):
+    """`machine_description`'s dict as the one line printed above every benchmark's figures."""
+    return (f"CPU: {machine['cpu']} | {machine['cores']} cores | flags: "
+            f"{' '.join(machine['flags'])} | TensorFlow {machine['tensorflow']}")
 
 
 def _median_seconds(functions, repeats):
