@@ -116,21 +116,20 @@ def _gpt_rows(config, vocabulary_size, table, log):
     shape_peak = shape_flops / seconds.pop("model's matmul shapes")
     flops_per_step = bench.flops_per_step(config, model.count_params())
     installed = [name for name in peers if peers[name] is not None]
+    mfu = {name: _paired_mfu(rounds, name, "large matmul", flops_per_step, square_flops)
+           for name in seconds}
     for name in list(seconds) + [n for n in peers if peers[n] is None]:
         value = seconds.get(name)
         ratio = (bench.paired_speedup(rounds, name, installed)
                  if installed and value else None)
-        mfu = (_paired_mfu(rounds, name, "large matmul", flops_per_step, square_flops)
-               if value else None)
-        _row(table, "gpt", name, value, tokens, mfu=mfu,
+        _row(table, "gpt", name, value, tokens, mfu=mfu.get(name),
              seconds_per_step_rounds=rounds.get(name), **_ratio_fields("vs_keras_hub_best", ratio))
     return {"flops_per_step": flops_per_step, "parameters": int(model.count_params()),
             "large_matmul_peak_flops_per_second": peak,
             "model_shapes_peak_flops_per_second": shape_peak,
             "large_matmul_seconds_rounds": rounds["large matmul"],
             "model_shapes_seconds_rounds": rounds["model's matmul shapes"],
-            "mfu_of_large_matmul_peak": _paired_mfu(rounds, "keras_llm", "large matmul",
-                                                    flops_per_step, square_flops),
+            "mfu_of_large_matmul_peak": mfu["keras_llm"],
             "mfu_of_model_shapes_peak": _paired_mfu(rounds, "keras_llm", "model's matmul shapes",
                                                     flops_per_step, shape_flops)}
 

@@ -246,8 +246,9 @@ def matmul_runner(shapes):
     `gpt_matmul_shapes` gives: `count` independent matmuls of each, in one compiled call) once
     per step, and the FLOPs of one step.
 
-    Timed among the contenders of `alternate_rounds`, it gives the matmul FLOP/s of the same moments as
-    the model's figures: on a shared machine a peak measured at another time is not comparable.
+    Timed among the contenders of `alternate_rounds`, it gives the matmul FLOP/s of the same
+    moments as the model's figures: on a shared machine a peak measured at another time is not
+    comparable.
     """
     pairs, step_flops = [], 0.0
     for count, batch, m, k, n in shapes:
@@ -340,7 +341,7 @@ def benchmark_train_step(config, vocabulary_size, steps, warmup_steps):
     """
     run, model, strategy = keras_llm_step(config, vocabulary_size, seed=config.train.seed)
     run(warmup_steps)
-    run(warmup_steps)  # Under MirroredStrategy the second call still compiles (see `alternate_rounds`).
+    run(warmup_steps)  # Under MirroredStrategy the second call still compiles (`alternate_rounds`).
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     run(steps)
